@@ -88,11 +88,15 @@ class Backend(ABC):
     kind: str = "base"
 
     @abstractmethod
-    def find(self, sel: Selection) -> list[Instance]:
-        """All instances matching ``sel`` inside this target (project / namespace) only."""
+    def find(self, sel: Selection, running: bool | None = True) -> list[Instance]:
+        """Instances matching ``sel`` inside this target (project / namespace) only.
 
-    def resolve(self, sel: Selection, rng: random.Random) -> list[Instance]:
-        found = self.find(sel)
+        ``running``: True only running ones, False only stopped ones, None all."""
+
+    def resolve(
+        self, sel: Selection, rng: random.Random, running: bool | None = True
+    ) -> list[Instance]:
+        found = self.find(sel, running=running)
         chosen = select_instances(found, sel, rng)
         if not chosen:
             raise TargetError(f"target {sel.model_dump(exclude_none=True)} matched nothing in {self.describe()}")
