@@ -1,0 +1,1 @@
+"""Built-in checkers. Importing this package registers ``ledger`` in ``registry.checkers``."""

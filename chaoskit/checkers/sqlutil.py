@@ -1,0 +1,142 @@
+"""Small SQL helpers shared by the checkers: identifiers from config, consistent read-only reads,
+exact numbers.
+
+Config names tables and columns; a plain (optionally dotted) name is quoted as an identifier,
+anything else (``payload->>'trade_id'``) is taken as an SQL expression written by the experiment
+author, who already holds the DSN and so gains nothing by injecting.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from chaoskit.errors import ChaoskitError
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+
+
+class CheckerError(ChaoskitError):
+    """The checker could not look (bad config, unreachable DB, broken SQL). Not a violation."""
+
+    exit_code = 2
+
+
+def ident(name: str) -> str:
+    """Quote a (dotted) identifier; pass an expression through unchanged."""
+    parts = name.split(".")
+    if all(_IDENT.match(p) for p in parts):
+        return ".".join('"' + p.replace('"', '""') + '"' for p in parts)
+    return name
+
+
+def is_plain(name: str) -> bool:
+    return all(_IDENT.match(p) for p in name.split("."))
+
+
+def connect(dsn: str, **kw: Any) -> psycopg.Connection:
+    """Connect or raise CheckerError with the DSN's password stripped from the message."""
+    try:
+        return psycopg.connect(dsn, connect_timeout=10, **kw)
+    except psycopg.Error as exc:
+        from chaoskit.secrets import Redactor
+
+        msg = Redactor([]).text(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+        raise CheckerError(f"cannot connect to the ledger database: {msg}") from None
+
+
+@contextmanager
+def consistent_read(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """One REPEATABLE READ, READ ONLY transaction: every query inside sees the same snapshot,
+    so invariants cannot disagree because a write landed between two of them."""
+    conn.autocommit = False
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    conn.read_only = True
+    try:
+        with conn.transaction():
+            yield conn
+    finally:
+        conn.read_only = False
+        conn.isolation_level = None
+
+
+def exact(value: Any) -> Any:
+    """Money never becomes float: floats from the DB are refused, ints stay ints,
+    numerics stay Decimal (integral Decimals become ints so 0 == Decimal('0') prints as 0)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, float):
+        raise CheckerError(
+            "a query returned a float; cast money to bigint or numeric (floats are never exact)"
+        )
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else value
+    return value
+
+
+def to_exact_number(value: Any, what: str) -> int | Decimal:
+    """Parse an expectation bound from config without passing through float."""
+    if isinstance(value, bool):
+        raise CheckerError(f"{what}: expected a number, got {value!r}")
+    if isinstance(value, int | Decimal):
+        return value
+    if isinstance(value, str):
+        try:
+            d = Decimal(value.strip())
+        except ArithmeticError:
+            raise CheckerError(f"{what}: expected a number, got {value!r}") from None
+        return int(d) if d == d.to_integral_value() else d
+    if isinstance(value, float):
+        d = Decimal(repr(value))  # the shortest repr is what the user typed in YAML
+        return int(d) if d == d.to_integral_value() else d
+    raise CheckerError(f"{what}: expected a number, got {value!r}")
+
+
+def run_sql(conn: psycopg.Connection, query: str, params: dict[str, Any] | None = None,
+            what: str = "query") -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run one query; SQL errors become CheckerError naming the check (inside a savepoint so one
+    broken query does not poison the whole consistent read)."""
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(query, params)  # type: ignore[arg-type]
+            if cur.description is None:
+                return [], []
+            cols = [d.name for d in cur.description]
+            return cols, cur.fetchall()
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckerError(f"{what}: SQL failed: {first}") from None
+
+
+def copy_rows(conn: psycopg.Connection, query: str) -> Iterator[list[str]]:
+    """Stream a query's rows as text fields via COPY: the cheapest way to move a million rows."""
+    try:
+        with conn.cursor() as cur, cur.copy(f"copy ({query}) to stdout") as cp:
+            tail = b""
+            for block in cp:
+                data = tail + bytes(block)
+                lines = data.split(b"\n")
+                tail = lines.pop()
+                for line in lines:
+                    yield [_unescape(f) for f in line.split(b"\t")]
+            if tail:
+                yield [_unescape(f) for f in tail.split(b"\t")]
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckerError(f"SQL failed: {first}") from None
+
+
+_ESC = {b"\\\\": b"\\", b"\\t": b"\t", b"\\n": b"\n", b"\\r": b"\r"}
+
+
+def _unescape(field: bytes) -> str:
+    if field == b"\\N":
+        return ""
+    if b"\\" in field:
+        field = re.sub(rb"\\[\\tnr]", lambda m: _ESC[m.group(0)], field)
+    return field.decode()
