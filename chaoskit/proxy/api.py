@@ -111,6 +111,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:  # noqa: N802
         self._dispatch("DELETE")
 
+    def do_PUT(self) -> None:  # noqa: N802
+        self._dispatch("PUT")
+
     # -- handlers: (status, body) ----------------------------------------------------------------
     @property
     def engine(self) -> ProxyServer:

@@ -122,7 +122,7 @@ class Toxic:
             self.toxicity = new
         if "attributes" in data:
             merged = dict(self.attributes)
-            merged.update(parse_attributes(self.type, data["attributes"] or {}))
+            merged.update(parse_attributes(self.type, data["attributes"] or {}, defaults=False))
             self.attributes = merged
         return changed
 
@@ -135,11 +135,12 @@ def parse_toxicity(value: Any) -> float:
     return float(value)
 
 
-def parse_attributes(ttype: str, attrs: Any) -> dict[str, float]:
+def parse_attributes(ttype: str, attrs: Any, defaults: bool = True) -> dict[str, float]:
+    """Validated attributes; ``defaults`` fills the missing ones (create, not update)."""
     if not isinstance(attrs, dict):
         raise ToxicError("attributes must be a JSON object")
     allowed = TOXIC_TYPES[ttype]
-    out: dict[str, float] = {k: float(v) for k, v in allowed.items()}
+    out: dict[str, float] = {k: float(v) for k, v in allowed.items()} if defaults else {}
     for key, value in attrs.items():
         if key not in allowed:
             raise ToxicError(
