@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, WithJsonSchema
 
 _DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)?\s*$")
 _SCALE = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -47,5 +47,17 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 60:.1f}m"
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Rate = Annotated[float, BeforeValidator(parse_rate)]
+_DUR_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(us|ms|s|m|h|d)?\s*$"},
+    ],
+    "description": "a duration: seconds, or 500ms / 30s / 5m / 72h",
+}
+_RATE_SCHEMA = {
+    "anyOf": [{"type": "number"}, {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(/\s*(s|m|h))?\s*$"}],
+    "description": "a rate: ops per second, or 50/s / 600/m",
+}
+
+Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DUR_SCHEMA)]
+Rate = Annotated[float, BeforeValidator(parse_rate), WithJsonSchema(_RATE_SCHEMA)]

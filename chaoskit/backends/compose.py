@@ -100,6 +100,13 @@ class ComposeBackend(Backend):
         """A fresh container object (state reloaded)."""
         return self.client.containers.get(inst.id)
 
+    def follow_logs(self, sel: Selection, out: Any) -> LogFollower:
+        """Follow the logs of every running container of ``sel`` into queue ``out``."""
+        containers = [i.meta["container"] for i in self.find(sel, running=True)]
+        if not containers:
+            raise TargetError(f"no running container of service {sel.service!r} in {self.describe()} to follow")
+        return LogFollower(containers, out)
+
     def by_id(self, container_id: str) -> Instance | None:
         """Look up a container by id, for crash rollback; None unless it is ours."""
         try:
@@ -109,3 +116,46 @@ class ComposeBackend(Backend):
         if c.labels.get(PROJECT_LABEL) != self.project:
             return None
         return self._instance(c)
+
+
+class LogFollower:
+    """Follows the log streams of several containers into one queue of (name, line, t_read)."""
+
+    def __init__(self, containers: list[Any], out: Any):
+        import threading
+
+        self._out = out
+        self._streams: list[Any] = []
+        self._stopped = threading.Event()
+        self._threads = []
+        for c in containers:
+            stream = c.logs(stream=True, follow=True, tail=0, stdout=True, stderr=True)
+            self._streams.append(stream)
+            t = threading.Thread(target=self._pump, args=(c.name, stream), daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _pump(self, name: str, stream: Any) -> None:
+        import time
+
+        buf = b""
+        try:
+            for chunk in stream:
+                t = time.monotonic()
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    self._out.put((name, line.decode(errors="replace"), t))
+        except Exception:  # noqa: BLE001 - the stream ends when the container dies or we stop
+            pass
+        if buf and not self._stopped.is_set():
+            self._out.put((name, buf.decode(errors="replace"), time.monotonic()))
+
+    def stop(self) -> None:
+        self._stopped.set()
+        for s in self._streams:
+            try:
+                s.close()
+            except Exception:  # noqa: BLE001
+                pass
+

@@ -1,0 +1,531 @@
+"""Load an experiment: YAML with positions -> variables -> substitution -> validation.
+
+Every problem is collected and reported at once, each with file, line, key path and what was
+expected. Plugin keys are validated by the plugin's own ``Params`` model, so a typo in a fault's
+parameter is caught before anything runs.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from chaoskit import registry
+from chaoskit.errors import ExperimentError, Problem
+from chaoskit.experiment import model as m
+from chaoskit.experiment.subst import SubstError, resolve_vars, substitute
+from chaoskit.experiment.yamlpos import Positions, YamlError, load_with_positions
+from chaoskit.units import parse_duration
+
+STEP_KINDS = ("fault", "action", "probe", "wait", "pause", "parallel")
+
+
+# ---------------------------------------------------------------- plans (what the runner executes)
+
+
+@dataclass
+class ProbePlan:
+    spec: m.ProbeSpec
+    cls: type
+    params: BaseModel
+    label: str
+    path: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name or f"{self.spec.probe} ({self.path})"
+
+
+@dataclass
+class TriggerPlan:
+    kind: str
+    cls: type
+    params: BaseModel
+    within: float | None
+    raw: dict[str, Any]
+
+
+@dataclass
+class FaultPlan:
+    spec: m.FaultStep
+    cls: type
+    params: BaseModel
+    trigger: TriggerPlan | None
+    id: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name or self.spec.kind_name
+
+
+@dataclass
+class WaitPlan:
+    id: str
+    seconds: float | None = None
+    until: m.WaitUntil | None = None
+    name: str = "wait"
+
+
+@dataclass
+class ProbeStepPlan:
+    id: str
+    probe: ProbePlan
+
+
+@dataclass
+class ParallelPlan:
+    id: str
+    branches: list[list[Any]]
+    name: str = "parallel"
+
+
+Step = FaultPlan | WaitPlan | ProbeStepPlan | ParallelPlan
+
+
+@dataclass
+class Experiment:
+    spec: m.ExperimentSpec
+    source: Path
+    base_dir: Path
+    resolved: dict[str, Any]
+    vars: dict[str, Any]
+    overrides: dict[str, Any]
+    secrets: list[str]
+    hypothesis: list[ProbePlan] = field(default_factory=list)
+    guards: list[ProbePlan] = field(default_factory=list)
+    method: list[Step] = field(default_factory=list)
+    rollbacks: list[FaultPlan] = field(default_factory=list)
+    workload: tuple[str, Any] | None = None
+    verify: list[tuple[str, type, Any]] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return self.spec.title
+
+    def fault_steps(self) -> list[FaultPlan]:
+        out: list[FaultPlan] = []
+
+        def walk(steps: list[Any]) -> None:
+            for s in steps:
+                if isinstance(s, FaultPlan):
+                    out.append(s)
+                elif isinstance(s, ParallelPlan):
+                    for b in s.branches:
+                        walk(b)
+
+        walk(self.method)
+        return out
+
+
+# ---------------------------------------------------------------- error plumbing
+
+
+class _Collector:
+    def __init__(self, file: str, pos: Positions):
+        self.file = file
+        self.pos = pos
+        self.problems: list[Problem] = []
+
+    def add(self, path: tuple, message: str) -> None:
+        self.problems.append(Problem(self.file, self.pos.line(path), _dotted(path), message))
+
+    def pydantic(self, exc: ValidationError, prefix: tuple, data: Any, model: type[BaseModel]) -> None:
+        for err in exc.errors(include_url=False):
+            loc = _data_path(data, tuple(err["loc"]))
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                allowed = _allowed_keys(model, loc[:-1])
+                msg = f"unknown key {loc[-1]!r}" + (f" (expected one of: {', '.join(allowed)})" if allowed else "")
+            elif err["type"] == "missing":
+                msg = "required key is missing"
+            elif "input" in err and err["type"] not in {"value_error", "assertion_error"}:
+                msg = f"{msg} (got {_short(err['input'])})"
+            self.add(prefix + loc, msg)
+
+
+def _dotted(path: tuple) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _short(v: Any) -> str:
+    s = repr(v)
+    return s if len(s) < 60 else s[:57] + "..."
+
+
+def _data_path(data: Any, loc: tuple) -> tuple:
+    """Keep only the loc parts that walk the user's data (pydantic adds union member names)."""
+    out: list[Any] = []
+    cur = data
+    for part in loc:
+        if isinstance(cur, dict) and part in cur:
+            out.append(part)
+            cur = cur[part]
+        elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
+            out.append(part)
+            cur = cur[part]
+        elif isinstance(cur, dict) and isinstance(part, str) and part not in cur and not _looks_internal(part):
+            out.append(part)  # a missing key: name it
+            cur = None
+        elif not isinstance(cur, dict | list) and cur is not None:
+            break
+    return tuple(out)
+
+
+def _looks_internal(part: str) -> bool:
+    return "[" in part or part[:1].isupper() or part in {"float", "int", "str", "bool", "list", "dict"}
+
+
+def _model_classes(tp: Any) -> list[type[BaseModel]]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType, typing.Annotated):
+        return [c for a in typing.get_args(tp) for c in _model_classes(a)]
+    if origin in (list, dict):
+        args = typing.get_args(tp)
+        return _model_classes(args[-1]) if args else []
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [tp]
+    return []
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    cur: list[type[BaseModel]] = [model]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        nxt: list[type[BaseModel]] = []
+        for c in cur:
+            f = c.model_fields.get(part)
+            if f is not None:
+                nxt.extend(_model_classes(f.annotation))
+        if not nxt:
+            return []
+        cur = nxt
+    keys = []
+    for c in cur:
+        for name, f in c.model_fields.items():
+            keys.append(f.alias or name)
+    return sorted(set(keys))
+
+
+# ---------------------------------------------------------------- loading
+
+
+def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``--var key=value``; the value is read as a YAML scalar so numbers stay numbers."""
+    out: dict[str, Any] = {}
+    problems = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            problems.append(Problem("--var", None, pair, "expected key=value"))
+            continue
+        try:
+            out[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            out[key] = value
+    if problems:
+        raise ExperimentError(problems)
+    return out
+
+
+def load_var_files(paths: list[Path] | tuple[Path, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in paths:
+        try:
+            data, _ = load_with_positions(Path(p).read_text())
+        except OSError as exc:
+            raise ExperimentError([Problem(str(p), None, "", f"cannot read var file: {exc.strerror}")]) from None
+        except YamlError as exc:
+            raise ExperimentError([Problem(str(p), exc.line, "", exc.message)]) from None
+        if not isinstance(data, dict):
+            raise ExperimentError([Problem(str(p), 1, "", "a var file must be a mapping of name: value")])
+        out.update(data)
+    return out
+
+
+def load_experiment(
+    path: str | Path,
+    overrides: dict[str, Any] | None = None,
+    var_files: list[Path] | tuple[Path, ...] = (),
+    env: dict[str, str] | None = None,
+) -> Experiment:
+    source = Path(path)
+    file = str(path)
+    try:
+        text = source.read_text()
+    except OSError as exc:
+        raise ExperimentError([Problem(file, None, "", f"cannot read: {exc.strerror or exc}")]) from None
+    try:
+        raw, pos = load_with_positions(text)
+    except YamlError as exc:
+        raise ExperimentError([Problem(file, exc.line, "", exc.message)]) from None
+    col = _Collector(file, pos)
+    if not isinstance(raw, dict):
+        col.add((), "an experiment must be a mapping with keys chaoskit, title, method, ...")
+        raise ExperimentError(col.problems)
+
+    overrides = dict(overrides or {})
+    file_overrides = load_var_files(var_files) if var_files else {}
+
+    # variables: file, then var files, then --var; `{secret: X}` marks X for redaction
+    raw_vars = raw.get("vars", {})
+    if not isinstance(raw_vars, dict):
+        col.add(("vars",), "expected a mapping of name: value")
+        raw_vars = {}
+    secret_names: set[str] = set()
+    plain: dict[str, Any] = {}
+    for k, v in {**raw_vars, **file_overrides, **overrides}.items():
+        if isinstance(v, dict) and set(v) == {"secret"}:
+            secret_names.add(k)
+            v = v["secret"]
+        plain[k] = v
+    serrs: list[SubstError] = []
+    variables = resolve_vars(plain, env, serrs)
+    rest = {k: v for k, v in raw.items() if k != "vars"}
+    data = substitute(rest, variables, env, (), serrs)
+    for e in serrs:
+        col.add(e.path, e.message)
+    data["vars"] = variables
+    secrets = [str(variables[k]) for k in secret_names if variables.get(k) not in (None, "")]
+
+    try:
+        spec = m.ExperimentSpec.model_validate(data)
+    except ValidationError as exc:
+        col.pydantic(exc, (), data, m.ExperimentSpec)
+        spec = None
+
+    exp = Experiment(
+        spec=spec,  # type: ignore[arg-type]
+        source=source,
+        base_dir=source.resolve().parent,
+        resolved=data,
+        vars=variables,
+        overrides={**file_overrides, **overrides},
+        secrets=secrets,
+    )
+    # plugin-level validation runs even when the shared shape had errors: report everything at once
+    hyp = data.get("hypothesis") or []
+    if isinstance(hyp, list):
+        exp.hypothesis = [p for i, h in enumerate(hyp) if (p := _probe(col, h, ("hypothesis", i)))]
+    guards = data.get("guards") or []
+    if isinstance(guards, list):
+        exp.guards = [p for i, h in enumerate(guards) if (p := _probe(col, h, ("guards", i)))]
+    method = data.get("method") or []
+    if isinstance(method, list):
+        exp.method = [s for i, st in enumerate(method) if (s := _step(col, st, ("method", i)))]
+    if not method and spec is not None:
+        col.add(("method",), "an experiment needs at least one method step")
+    rb = data.get("rollbacks") or []
+    if isinstance(rb, list):
+        for i, st in enumerate(rb):
+            plan = _fault(col, st, ("rollbacks", i)) if isinstance(st, dict) else None
+            if isinstance(st, dict) and plan:
+                exp.rollbacks.append(plan)
+            elif not isinstance(st, dict):
+                col.add(("rollbacks", i), "expected a mapping like {action: container.start, target: {...}}")
+    if data.get("workload") is not None:
+        exp.workload = _workload(col, data["workload"], exp.base_dir)
+    if data.get("verify") is not None:
+        exp.verify = _verify(col, data["verify"])
+    if spec is not None and spec.target and spec.target.compose and spec.target.compose.file:
+        f = Path(spec.target.compose.file)
+        spec.target.compose.file = str(f if f.is_absolute() else (exp.base_dir / f).resolve())
+
+    if col.problems:
+        raise ExperimentError(col.problems)
+    return exp
+
+
+def _validate_params(col: _Collector, cls: type, extras: dict[str, Any], path: tuple) -> BaseModel | None:
+    params_model = getattr(cls, "Params", None)
+    if params_model is None:
+        return None
+    try:
+        return params_model.model_validate(extras)
+    except ValidationError as exc:
+        col.pydantic(exc, path, extras, params_model)
+        return None
+
+
+def _probe(col: _Collector, data: Any, path: tuple) -> ProbePlan | None:
+    if not isinstance(data, dict):
+        col.add(path, "expected a probe mapping like {name: ..., probe: http, url: ..., expect: {...}}")
+        return None
+    try:
+        spec = m.ProbeSpec.model_validate(data)
+    except ValidationError as exc:
+        col.pydantic(exc, path, data, m.ProbeSpec)
+        return None
+    cls = registry.probes.get(spec.probe)
+    if cls is None:
+        col.add((*path, "probe"), f"unknown probe {spec.probe!r} (known: {', '.join(registry.probes.names())})")
+        return None
+    params = _validate_params(col, cls, dict(spec.model_extra or {}), path)
+    if spec.expect is not None:
+        from chaoskit.expect import validate_spec
+
+        for sub, msg in validate_spec(spec.expect, (*path, "expect")):
+            col.add(sub, msg)
+    if params is None:
+        return None
+    return ProbePlan(spec=spec, cls=cls, params=params, label=spec.name or spec.probe, path=_dotted(path))
+
+
+def _trigger(col: _Collector, when: dict[str, Any], path: tuple) -> TriggerPlan | None:
+    rest = {k: v for k, v in when.items() if k != "within"}
+    within = None
+    if "within" in when:
+        try:
+            within = parse_duration(when["within"])
+        except ValueError as exc:
+            col.add((*path, "within"), str(exc))
+    names = registry.triggers.names()
+    if len(rest) != 1:
+        col.add(path, f"expected exactly one trigger ({', '.join(names)}) plus optional within")
+        return None
+    (kind, value), = rest.items()
+    cls = registry.triggers.get(kind)
+    if cls is None:
+        col.add((*path, kind), f"unknown trigger {kind!r} (known: {', '.join(names)})")
+        return None
+    params = _validate_params(col, cls, value if isinstance(value, dict) else {"value": value}, (*path, kind))
+    if params is None:
+        return None
+    return TriggerPlan(kind=kind, cls=cls, params=params, within=within, raw=when)
+
+
+def _fault(col: _Collector, data: dict[str, Any], path: tuple) -> FaultPlan | None:
+    try:
+        spec = m.FaultStep.model_validate(data)
+    except ValidationError as exc:
+        col.pydantic(exc, path, data, m.FaultStep)
+        return None
+    key = "fault" if spec.fault else "action"
+    cls = registry.faults.get(spec.kind_name)
+    if cls is None:
+        col.add((*path, key), f"unknown fault {spec.kind_name!r} (known: {', '.join(registry.faults.names())})")
+        return None
+    params = _validate_params(col, cls, dict(spec.model_extra or {}), path)
+    if getattr(cls, "needs_target", False) and spec.target is None:
+        col.add(path, f"{spec.kind_name} needs a target, e.g. target: {{service: NAME}}")
+    trig = None
+    if spec.when is not None:
+        when = dict(spec.when)
+        if "at" in when and "window" in when:  # {at: random, window: [a, b]}
+            when = {"at": {"at": when.pop("at"), "window": when.pop("window")}, **when}
+        trig = _trigger(col, when, (*path, "when"))
+        if trig is None:
+            return None
+    if params is None:
+        return None
+    step_id = spec.id or _dotted(path)
+    return FaultPlan(spec=spec, cls=cls, params=params, trigger=trig, id=step_id)
+
+
+def _step(col: _Collector, data: Any, path: tuple) -> Step | None:
+    if isinstance(data, list):  # only inside parallel branches
+        col.add(path, "expected a step mapping")
+        return None
+    if not isinstance(data, dict):
+        col.add(path, f"expected a step mapping with one of: {', '.join(STEP_KINDS)}")
+        return None
+    kinds = [k for k in STEP_KINDS if k in data]
+    if "fault" in kinds and "action" in kinds:
+        kinds.remove("action")
+    if len(kinds) != 1 and not (set(kinds) == {"probe"}):
+        col.add(path, f"a step has exactly one of: {', '.join(STEP_KINDS)} (found {kinds or 'none'})")
+        return None
+    kind = kinds[0]
+    sid = data.get("id") or _dotted(path)
+    if kind in ("fault", "action"):
+        return _fault(col, data, path)
+    if kind == "probe":
+        plan = _probe(col, data, path)
+        return ProbeStepPlan(id=sid, probe=plan) if plan else None
+    if kind == "wait":
+        try:
+            w = m.WaitStep.model_validate(data)
+        except ValidationError as exc:
+            col.pydantic(exc, path, data, m.WaitStep)
+            return None
+        if isinstance(w.wait, m.WaitUntil):
+            return WaitPlan(id=sid, until=w.wait, name=w.name or "wait until hypothesis")
+        return WaitPlan(id=sid, seconds=w.wait, name=w.name or f"wait {w.wait}s")
+    if kind == "pause":
+        try:
+            p = m.PauseStep.model_validate(data)
+        except ValidationError as exc:
+            col.pydantic(exc, path, data, m.PauseStep)
+            return None
+        return WaitPlan(id=sid, seconds=p.pause, name=p.name or f"pause {p.pause}s")
+    try:
+        par = m.ParallelStep.model_validate(data)
+    except ValidationError as exc:
+        col.pydantic(exc, path, data, m.ParallelStep)
+        return None
+    branches: list[list[Any]] = []
+    for i, br in enumerate(par.parallel):
+        steps = br if isinstance(br, list) else [br]
+        plans = []
+        for j, st in enumerate(steps):
+            sub = (*path, "parallel", i, j) if isinstance(br, list) else (*path, "parallel", i)
+            if (s := _step(col, st, sub)) is not None:
+                plans.append(s)
+        branches.append(plans)
+    return ParallelPlan(id=sid, branches=branches, name=par.name or "parallel")
+
+
+def _workload(col: _Collector, data: Any, base_dir: Path) -> tuple[str, Any] | None:
+    try:
+        from chaoskit import workload as wl
+    except ImportError:
+        wl = None  # type: ignore[assignment]
+    kinds = sorted(getattr(wl, "WORKLOADS", {}) or {"http": None, "command": None})
+    if not isinstance(data, dict) or len(data) != 1:
+        col.add(("workload",), f"expected exactly one workload kind: {', '.join(kinds)}")
+        return None
+    (kind, params), = data.items()
+    if kind not in kinds:
+        col.add(("workload", kind), f"unknown workload {kind!r} (known: {', '.join(kinds)})")
+        return None
+    impl = (getattr(wl, "WORKLOADS", {}) or {}).get(kind)
+    model = getattr(impl, "Params", None)
+    if model is not None:
+        if kind == "command" and isinstance(params, list):
+            params = {"argv": params}
+        try:
+            return kind, model.model_validate(params)
+        except ValidationError as exc:
+            col.pydantic(exc, ("workload", kind), params, model)
+            return None
+    return kind, params
+
+
+def _verify(col: _Collector, data: Any) -> list[tuple[str, type, Any]]:
+    out: list[tuple[str, type, Any]] = []
+    if not isinstance(data, dict):
+        col.add(("verify",), "expected a mapping of checker: config, e.g. {ledger: {...}}")
+        return out
+    for name, cfg in data.items():
+        cls = registry.checkers.get(name)
+        if cls is None:
+            col.add(("verify", name), f"unknown checker {name!r} (known: {', '.join(registry.checkers.names()) or 'none'})")
+            continue
+        model = getattr(cls, "Params", None)
+        if model is None:
+            out.append((name, cls, cfg))
+            continue
+        try:
+            out.append((name, cls, model.model_validate(cfg)))
+        except ValidationError as exc:
+            col.pydantic(exc, ("verify", name), cfg, model)
+    return out
