@@ -1,0 +1,222 @@
+"""Network faults against real containers: partitions cut exactly what they should, loss and
+bandwidth measurably bite, latency says clearly why it cannot work here, rollback leaves nothing."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from chaoskit import netns
+from chaoskit.backends.base import Selection
+from chaoskit.backends.compose import ComposeBackend
+from chaoskit.errors import FaultError
+from chaoskit.faults import network as nf
+from chaoskit.runner.context import RunContext
+from tests.netfault_helpers import _label_helpers, host_can_connect, stack  # noqa: F401 - fixtures
+
+
+def _ctx(stack_, docker_client) -> RunContext:  # noqa: F811
+    return RunContext(
+        run_id=f"t-{uuid.uuid4().hex[:6]}", seed=1, backend=ComposeBackend(stack_.project, client=docker_client)
+    )
+
+
+def _fault(cls: type, ctx: RunContext, target: str | None = None, **params: Any) -> Any:
+    f = cls(cls.Params.model_validate(params), Selection(service=target) if target else None, ctx)
+    f.prepare()
+    return f
+
+
+def _chaoskit_rules(stack_, svc: str) -> list[netns.Rule]:  # noqa: F811
+    ex = netns.executor_for(stack_.containers[svc], prefer="nsenter")
+    return netns.rules_with_marker(ex, "chaoskit:")
+
+
+def test_partition_cuts_pair_keeps_third_and_foreign_rule(stack, docker_client) -> None:  # noqa: F811
+    ctx = _ctx(stack, docker_client)
+    ex_a = netns.executor_for(stack.containers["a"], prefer="nsenter")
+    foreign = ["-A", "INPUT", "-s", "192.0.2.99", "-j", "DROP"]
+    netns.iptables(ex_a, "filter", foreign)  # somebody else's rule, no chaoskit comment
+    try:
+        f = _fault(nf.Partition, ctx, between=[["a"], ["b"]])
+        rec = f.record()
+        assert {n["name"] for n in rec["namespaces"]} == {stack.containers[s].name for s in "ab"}
+        ev = f.apply()
+        assert ev["path"] == "path: nsenter (root on the docker host)"
+        assert all(len(n["rules"]) == 2 for n in ev["namespaces"])  # INPUT + OUTPUT on each side
+        assert not stack.can_connect("a", "b", timeout=0.5)
+        assert not stack.can_connect("b", "a", timeout=0.5)
+        assert stack.can_connect("a", "c")
+        assert stack.can_connect("c", "b")
+        back = f.revert()
+        assert back["took_effect"] is True and back["packets"] > 0
+        assert stack.can_connect("a", "b") and stack.can_connect("b", "a")
+        assert _chaoskit_rules(stack, "a") == [] and _chaoskit_rules(stack, "b") == []
+        assert any(r.spec[:2] == ["-s", "192.0.2.99/32"] for r in netns.all_rules(ex_a))
+        assert f.revert()["namespaces"][0]["rules"] == []  # idempotent
+    finally:
+        netns.iptables(ex_a, "filter", ["-D", *foreign[1:]])
+
+
+def test_partition_nobody_talked_is_reported(stack, docker_client) -> None:  # noqa: F811
+    f = _fault(nf.Partition, _ctx(stack, docker_client), between=[["a"], ["c"]], ports=[7999])
+    f.apply()
+    back = f.revert()
+    assert back["took_effect"] is False and back["packets"] == 0
+
+
+def test_one_way_reject_on_a_port_via_helper_and_crash_revert(stack, docker_client) -> None:  # noqa: F811
+    ctx = _ctx(stack, docker_client)
+    f = _fault(nf.Partition, ctx, via="helper", mode="reject", ports=[7000], **{"from": ["a"], "to": ["b"]})
+    ev = f.apply()
+    assert ev["path"] == "path: helper container (asked for)"
+    t = time.monotonic()
+    assert not stack.can_connect("a", "b", 7000, timeout=3.0)
+    assert time.monotonic() - t < 2.5  # reject: a reset, not a hang
+    assert stack.can_connect("a", "b", 7001)  # other ports untouched
+    assert stack.can_connect("c", "b", 7000)
+    # a brand-new process has only the ledger's JSON
+    record = json.loads(json.dumps(f.record()))
+    back = nf.Partition.revert_record(record, None)
+    assert back["took_effect"] is True
+    assert all(n["path"] == "path: helper container (asked for)" for n in back["namespaces"])
+    assert stack.can_connect("a", "b", 7000)
+    assert _chaoskit_rules(stack, "a") == [] and _chaoskit_rules(stack, "b") == []
+    helpers = docker_client.containers.list(all=True, filters={"label": "chaoskit.helper=1"})
+    assert not [h for h in helpers if h.labels.get("chaoskit.test") == "1"]
+
+
+def test_loss_30_percent_drops_connects(stack, docker_client) -> None:  # noqa: F811
+    ip = stack.ip("b")
+
+    def fraction_failed(n: int) -> float:
+        with ThreadPoolExecutor(8) as pool:
+            ok = list(pool.map(lambda _: host_can_connect(ip, 7000, 0.3), range(n)))
+        return 1 - sum(ok) / n
+
+    assert fraction_failed(60) == 0.0
+    f = _fault(nf.Loss, _ctx(stack, docker_client), target="b", percent=30)
+    f.apply()
+    try:
+        # egress loss drops the SYN-ACK with p=0.3; its retransmit (1 s) is after our 0.3 s timeout
+        failed = fraction_failed(200)
+    finally:
+        back = f.revert()
+    print(f"loss 30%: {failed:.2f} of connects failed")
+    assert 0.15 <= failed <= 0.5, failed
+    assert back["took_effect"] is True and back["packets"] > 0
+    assert fraction_failed(40) == 0.0
+    assert _chaoskit_rules(stack, "b") == []
+
+
+def _download(ip: str, n: int) -> float:
+    """Bytes/s of an n-byte transfer from the container, timed from the first byte."""
+    s = socket.create_connection((ip, 7001), timeout=10)
+    s.sendall(f"{n}\n".encode())
+    got = len(s.recv(65536))
+    t0 = time.monotonic()
+    while got < n:
+        chunk = s.recv(262144)
+        if not chunk:
+            break
+        got += len(chunk)
+    dt = time.monotonic() - t0
+    s.close()
+    assert got == n
+    return got / dt
+
+
+def test_bandwidth_limits_transfer(stack, docker_client) -> None:  # noqa: F811
+    ip = stack.ip("c")
+    f = _fault(nf.Bandwidth, _ctx(stack, docker_client), target="c", rate="8mbit")
+    ev = f.apply()
+    assert ev["namespaces"][0]["qdiscs"][0]["handle"] == netns.QDISC_HANDLE
+    try:
+        rate_bits = _download(ip, 3_000_000) * 8
+    finally:
+        back = f.revert()
+    print(f"bandwidth 8mbit: measured {rate_bits / 1e6:.2f} mbit/s")
+    assert 0.8 * 8e6 <= rate_bits <= 1.2 * 8e6, rate_bits
+    assert back["took_effect"] is True
+    ex = netns.executor_for(stack.containers["c"], prefer="nsenter")
+    q = netns.root_qdisc(ex, "eth0")
+    assert q is None or q["handle"] != netns.QDISC_HANDLE
+    assert _download(ip, 3_000_000) * 8 > 2 * 8e6  # unshaped again
+
+
+@pytest.mark.parametrize(
+    ("cls", "params", "expected"),
+    [
+        (nf.Latency, {"delay": "100ms"},
+         "network.latency: this kernel has no sch_netem (tc netem unavailable); use the proxy path: "
+         "fault `proxy.latency` (built-in TCP fault proxy) — see docs"),
+        (nf.Jitter, {"jitter": "20ms"},
+         "network.jitter: this kernel has no sch_netem (tc netem unavailable); use the proxy path: "
+         "fault `proxy.latency` with `jitter:` (built-in TCP fault proxy) — see docs"),
+    ],
+)
+def test_latency_without_netem_says_so(stack, docker_client, cls, params, expected) -> None:  # noqa: F811
+    f = _fault(cls, _ctx(stack, docker_client), target="a", **params)
+    with pytest.raises(FaultError) as exc:
+        f.apply()
+    assert str(exc.value) == expected
+    ex = netns.executor_for(stack.containers["a"], prefer="nsenter")
+    q = netns.root_qdisc(ex, "eth0")
+    assert q is None or q["handle"] != netns.QDISC_HANDLE
+
+
+def test_disconnect_and_reconnect(stack, docker_client) -> None:  # noqa: F811
+    f = _fault(nf.Disconnect, _ctx(stack, docker_client), target="c", network=stack.network.name)
+    ev = f.apply()
+    assert ev["took_effect"] is True and ev["containers"][0]["disconnected"] == [stack.network.name]
+    c = stack.containers["c"]
+    c.reload()
+    assert stack.network.name not in c.attrs["NetworkSettings"]["Networks"]
+    back = nf.Disconnect.revert_record(json.loads(json.dumps(f.record())), None)
+    assert back["containers"][0]["result"].startswith("reattached")
+    assert stack.can_connect("a", "c")
+    assert nf.Disconnect.revert_record(f.record(), None)["containers"][0]["result"] == "already attached"
+
+
+def test_bad_input_is_a_clear_error(stack, docker_client) -> None:  # noqa: F811
+    ctx = _ctx(stack, docker_client)
+    with pytest.raises(FaultError, match="service 'nope' has no running container in compose project"):
+        _fault(nf.Partition, ctx, between=[["a"], ["nope"]])
+    with pytest.raises(FaultError, match="not attached to network 'elsewhere'"):
+        _fault(nf.Disconnect, ctx, target="a", network="elsewhere")
+    for bad, msg in [
+        ({"between": [["a"]]}, "at least two non-empty groups"),
+        ({"from": ["a"]}, "needs both from: and to:"),
+        ({"between": [["a"], ["b"]], "ports": [1], "protocol": "all"}, "ports need protocol tcp or udp"),
+        ({"between": [["a"], ["a", "b"]]}, "only one group"),
+        ({"between": [["a"], ["b"]], "mode": "explode"}, "'drop' or 'reject'"),
+    ]:
+        with pytest.raises(ValidationError, match=msg):
+            nf.Partition.Params.model_validate(bad)
+    with pytest.raises(ValidationError, match="expected a rate like 8mbit"):
+        nf.Bandwidth.Params.model_validate({"rate": "fast"})
+    with pytest.raises(ValidationError, match="less than or equal to 100"):
+        nf.Loss.Params.model_validate({"percent": 130})
+
+
+def test_revert_after_target_restart_finds_nothing_to_remove(stack, docker_client) -> None:  # noqa: F811
+    f = _fault(nf.Partition, _ctx(stack, docker_client), between=[["a"], ["b"]])
+    f.apply()
+    record = json.loads(json.dumps(f.record()))
+    stack.containers["b"].restart(timeout=0)
+    back = nf.Partition.revert_record(record, None)
+    by_name = {n["container"]: n for n in back["namespaces"]}
+    assert by_name[stack.containers["b"].name]["result"].startswith("container restarted")
+    assert by_name[stack.containers["a"].name]["result"] == "removed"
+    assert _chaoskit_rules(stack, "a") == [] and _chaoskit_rules(stack, "b") == []
+    deadline = time.monotonic() + 20
+    while not stack.can_connect("a", "b"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
