@@ -173,9 +173,11 @@ with agg as (
     select t.account_id, t.instrument,
            coalesce(sum(case when t.side = 'buy' then t.filled_qty else -t.filled_qty end)
                     filter (where t.status = 'open'), 0) as qty,
-           coalesce(sum(case when t.side = 'buy' then f.qty * f.price_cents else -f.qty * f.price_cents end)
-                    filter (where t.status = 'open' and f.kind = 'open'), 0) as cost_cents
-    from trades t left join fills f on f.trade_id = t.id
+           coalesce(sum((select coalesce(sum(f.qty * f.price_cents), 0) from fills f
+                         where f.trade_id = t.id and f.kind = 'open')
+                        * case when t.side = 'buy' then 1 else -1 end)
+                    filter (where t.status = 'open'), 0) as cost_cents
+    from trades t
     group by t.account_id, t.instrument
 ), pnl as (
     select account_id, instrument, sum(realized_pnl_cents) as realized_pnl_cents
