@@ -1,0 +1,322 @@
+"""db.* faults against a real PostgreSQL 15 container (deadlock_timeout=200ms)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from pydantic import ValidationError
+
+from chaoskit import registry
+from chaoskit.errors import FaultError
+from chaoskit.faults.db import DbDeadlock, DbExhaust, DbLock, DbSlow, DbTerminate
+from chaoskit.faults.db.lock import LockParams
+from chaoskit.faults.db.terminate import TerminateParams
+from chaoskit.runner.context import RunContext
+from chaoskit.runner.journal import Journal, load_journal
+from chaoskit.secrets import Redactor
+
+pytestmark = pytest.mark.timeout(120)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def ctx(tmp_path: Path) -> RunContext:
+    red = Redactor()
+    journal = Journal(tmp_path / "j.json", red, run_id="t1")
+    return RunContext(run_id="t1", seed=1, journal=journal, redactor=red)
+
+
+@pytest.fixture()
+def accounts(fresh_db: str) -> str:
+    """A small ledger-like table: accounts 1..4 with integer cents."""
+    with psycopg.connect(fresh_db, autocommit=True) as c:
+        c.execute("create table accounts (id int primary key, balance_cents bigint not null)")
+        c.execute("insert into accounts select g, 10000 from generate_series(1, 4) g")
+    return fresh_db
+
+
+def app_conn(dsn: str, name: str = "app", **kw: Any) -> psycopg.Connection:
+    return psycopg.connect(dsn, application_name=name, **kw)
+
+
+def chaoskit_sessions(dsn: str) -> list[tuple[int, str]]:
+    with psycopg.connect(dsn, autocommit=True, application_name="observer") as c:
+        return c.execute(
+            "select pid, application_name from pg_stat_activity where application_name like 'chaoskit%'"
+        ).fetchall()
+
+
+def locks_of(dsn: str, pids: list[int]) -> int:
+    with psycopg.connect(dsn, autocommit=True, application_name="observer") as c:
+        row = c.execute("select count(*) from pg_locks where pid = any(%s)", (pids,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def assert_clean(dsn: str, fault: Any) -> None:
+    """The 'after rollback' condition: no chaoskit session, no lock held by the fault's pids."""
+    assert chaoskit_sessions(dsn) == []
+    assert locks_of(dsn, fault.record()["pids"]) == 0
+
+
+class Client(threading.Thread):
+    """An app-like client running one transaction in a thread, timing when it finished."""
+
+    def __init__(self, dsn: str, body: Callable[[psycopg.Connection], Any], name: str = "app"):
+        super().__init__(daemon=True)
+        self.conn = app_conn(dsn, name)
+        self.pid = self.conn.info.backend_pid
+        self.body = body
+        self.done_at: float | None = None
+        self.error: BaseException | None = None
+        self.result: Any = None
+
+    def run(self) -> None:
+        try:
+            self.result = self.body(self.conn)
+            self.conn.commit()
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            self.error = exc
+            self.conn.rollback()
+        finally:
+            self.done_at = time.monotonic()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def wait_for(pred: Callable[[], Any], timeout: float = 5.0, step: float = 0.01) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError("condition not met in time")
+
+
+def is_waiting(dsn: str, pid: int) -> bool:
+    with psycopg.connect(dsn, autocommit=True, application_name="observer") as c:
+        row = c.execute("select wait_event_type from pg_stat_activity where pid = %s", (pid,)).fetchone()
+    return bool(row and row[0] == "Lock")
+
+
+# -- db.lock ---------------------------------------------------------------------------------
+
+
+def test_registered() -> None:
+    for name, cls in [
+        ("db.lock", DbLock),
+        ("db.terminate", DbTerminate),
+        ("db.deadlock", DbDeadlock),
+        ("db.slow", DbSlow),
+        ("db.exhaust", DbExhaust),
+    ]:
+        assert registry.faults.get(name) is cls
+        assert cls.needs_target is False
+
+
+def test_row_lock_blocks_update_and_releases_within_100ms(accounts: str, ctx: RunContext) -> None:
+    fault = DbLock(LockParams(dsn=accounts, table="accounts", where="id = 1", duration="5s"), None, ctx)
+    fault.prepare()
+    ev = fault.apply()
+    assert ev["lock"]["rows_locked"] == 1 and ev["lock"]["mode"] == "FOR UPDATE"
+    assert [a for _, a in chaoskit_sessions(accounts)] == [fault.app_name] * 2
+
+    client = Client(accounts, lambda c: c.execute("update accounts set balance_cents = balance_cents + 100 where id = 1"))
+    client.start()
+    wait_for(lambda: is_waiting(accounts, client.pid))
+    time.sleep(0.3)
+    assert client.done_at is None, "the UPDATE must block while the lock is held"
+
+    t_revert = time.monotonic()
+    out = fault.revert()
+    client.join(5)
+    assert client.error is None and client.done_at is not None
+    unblock_ms = (client.done_at - t_revert) * 1000
+    assert unblock_ms < 100, f"UPDATE proceeded {unblock_ms:.1f} ms after revert"
+
+    assert out is not None and out["released"] is True
+    w = out["waiters"]
+    assert "error" not in w, w.get("error")
+    assert w["distinct_waiters"] == 1 and w["max_concurrent"] == 1
+    assert w["waiters"][0]["pid"] == client.pid
+    assert w["waiters"][0]["application_name"] == "app"
+    assert "update accounts" in w["waiters"][0]["query"]
+    assert w["longest_wait_ms"] >= 250
+    assert w["samples"] >= 5
+    # the journal shows the waiter (event written during the hold) and, via the runner, the evidence
+    with ctx.journal.step("method", "fault", "db.lock") as rec:  # type: ignore[union-attr]
+        rec["evidence"] = {"apply": ev, "revert": out}
+    j = load_journal(ctx.journal.path)  # type: ignore[union-attr]
+    waiter_events = [e for e in j["events"] if e["kind"] == "db.lock.waiter"]
+    assert [e["pid"] for e in waiter_events] == [client.pid]
+    assert j["steps"][0]["evidence"]["revert"]["waiters"]["distinct_waiters"] == 1
+    assert_clean(accounts, fault)
+    client.close()
+    with psycopg.connect(accounts) as c:
+        assert c.execute("select balance_cents from accounts where id = 1").fetchone() == (10100,)
+    assert fault.revert() is out  # idempotent
+
+
+def test_table_lock_counts_queued_waiters(accounts: str, ctx: RunContext) -> None:
+    fault = DbLock(LockParams(dsn=accounts, table="public.accounts", mode="EXCLUSIVE"), None, ctx)
+    ev = fault.apply()
+    assert ev["lock"] == ev["lock"] | {"kind": "table", "mode": "EXCLUSIVE", "relation": "public.accounts"}
+    # reads pass an EXCLUSIVE lock, writes queue behind it
+    with app_conn(accounts, "reader", autocommit=True) as r:
+        assert r.execute("select count(*) from accounts").fetchone() == (4,)
+    clients = [
+        Client(accounts, lambda c, i=i: c.execute("update accounts set balance_cents = 0 where id = %s", (i,)), f"w{i}")
+        for i in (1, 2, 3)
+    ]
+    for c in clients:
+        c.start()
+    wait_for(lambda: all(is_waiting(accounts, c.pid) for c in clients))
+    time.sleep(0.15)
+    out = fault.revert()
+    for c in clients:
+        c.join(5)
+        assert c.error is None
+        c.close()
+    assert out is not None
+    assert out["waiters"]["max_concurrent"] == 3
+    assert {w["pid"] for w in out["waiters"]["waiters"]} == {c.pid for c in clients}
+    assert_clean(accounts, fault)
+
+
+def test_advisory_lock(accounts: str, ctx: RunContext) -> None:
+    fault = DbLock(LockParams(dsn=accounts, key=[7, 42]), None, ctx)
+    assert fault.apply()["lock"]["key"] == [7, 42]
+    with app_conn(accounts, "app", autocommit=True) as c:
+        assert c.execute("select pg_try_advisory_lock(7, 42)").fetchone() == (False,)
+        fault.revert()
+        assert c.execute("select pg_try_advisory_lock(7, 42)").fetchone() == (True,)
+    assert_clean(accounts, fault)
+
+
+def test_lock_fails_clearly_when_it_cannot_get_the_lock(accounts: str, ctx: RunContext) -> None:
+    with app_conn(accounts) as other:
+        other.execute("select * from accounts where id = 2 for update")
+        fault = DbLock(LockParams(dsn=accounts, table="accounts", where="id = 2", lock_timeout="200ms"), None, ctx)
+        t = time.monotonic()
+        with pytest.raises(FaultError, match="lock_timeout 200ms"):
+            fault.apply()
+        assert time.monotonic() - t < 2
+        other.rollback()
+    assert_clean(accounts, fault)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"table": "accounts", "where": "id = 999"}, "matched no rows"),
+        ({"table": "nope"}, "does not exist"),
+        ({"table": "accounts", "where": "id = = 1"}, "syntax error"),
+    ],
+)
+def test_lock_bad_input_is_a_clear_fault_error(accounts: str, ctx: RunContext, params: dict, match: str) -> None:
+    fault = DbLock(LockParams(dsn=accounts, **params), None, ctx)
+    with pytest.raises(FaultError, match=match):
+        fault.apply()
+    assert_clean(accounts, fault)
+
+
+def test_params_reject_bad_values() -> None:
+    with pytest.raises(ValidationError, match="unknown table lock mode"):
+        LockParams(dsn="host=x", table="t", mode="mega")
+    with pytest.raises(ValidationError, match="needs table"):
+        LockParams(dsn="host=x")
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        LockParams(dsn="host=x", table="t", tabel="t")
+    with pytest.raises(ValidationError, match="refusing to drop every connection"):
+        TerminateParams(dsn="host=x")
+    with pytest.raises(ValidationError, match="not an IP address"):
+        TerminateParams(dsn="host=x", client_addr="nowhere")
+    with pytest.raises(ValidationError) as e:
+        LockParams(dsn="postgresql://u:hunter22@h/db?sslmode=bogus%", table="t", mode="x")
+    assert "hunter22" not in str(e.value)
+
+
+def test_unreachable_server_is_a_clear_error_without_password(ctx: RunContext) -> None:
+    fault = DbLock(LockParams(dsn="postgresql://app:s3cretpw@127.0.0.1:1/db", table="t", connect_timeout=1), None, ctx)
+    with pytest.raises(FaultError, match="cannot connect to PostgreSQL at app@127.0.0.1:1/db") as e:
+        fault.apply()
+    assert "s3cretpw" not in str(e.value)
+
+
+# -- crash rollback ----------------------------------------------------------------------------
+
+
+def test_revert_record_after_the_fault_object_is_gone(accounts: str, ctx: RunContext) -> None:
+    """A dead runner: only the ledger record is left, yet the lock and its sessions go."""
+    fault = DbLock(LockParams(dsn=accounts, table="accounts", where="id = 3"), None, ctx)
+    fault.apply()
+    record = json.loads(json.dumps(fault.record()))  # what the ledger file holds
+    conns = list(fault._conns)
+    if fault.sampler:
+        fault.sampler._stop.set()
+    del fault  # the Python object is thrown away; its sessions stay open on the server
+    assert len(chaoskit_sessions(accounts)) == 2
+    with app_conn(accounts, autocommit=True) as c:
+        c.execute("set lock_timeout = '100ms'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            c.execute("update accounts set balance_cents = 1 where id = 3")
+
+    out = DbLock.revert_record(record, RunContext(run_id="rollback", seed=0))
+    assert out is not None
+    assert sorted(s["pid"] for s in out["sessions_ended"]) == sorted(record["pids"])
+    assert all(s["ended"] for s in out["sessions_ended"])
+    assert chaoskit_sessions(accounts) == []
+    assert locks_of(accounts, record["pids"]) == 0
+    with app_conn(accounts, autocommit=True) as c:
+        c.execute("set lock_timeout = '1s'")
+        c.execute("update accounts set balance_cents = 1 where id = 3")
+    assert DbLock.revert_record(record, None) == {"sessions_ended": []}  # idempotent
+    for c in conns:
+        c.close()
+
+
+def test_password_never_in_evidence_or_journal(accounts: str, tmp_path: Path) -> None:
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    pw = f"pw-{uuid.uuid4().hex}"
+    with psycopg.connect(accounts, autocommit=True) as c:
+        c.execute(f"create role {role} login password '{pw}'")
+        c.execute(f"grant all on accounts to {role}")
+    dsn = accounts.replace("postgresql://postgres@", f"postgresql://{role}:{pw}@")
+    red = Redactor()
+    journal = Journal(tmp_path / "j.json", red, run_id="pw")
+    ctx = RunContext(run_id="pw", seed=1, journal=journal, redactor=red)
+    try:
+        lock = DbLock(LockParams(dsn=dsn, table="accounts", where="id = 4", duration="1s"), None, ctx)
+        client = Client(accounts, lambda c: c.execute(f"update accounts set balance_cents = 5 where id = 4 and '{pw}' <> ''"))
+        ev = lock.apply()
+        client.start()
+        wait_for(lambda: is_waiting(accounts, client.pid))
+        time.sleep(0.1)
+        out = lock.revert()
+        client.join(5)
+        client.close()
+        term = DbTerminate(TerminateParams(dsn=dsn, application_name="nobody", require_match=False), None, ctx)
+        ev2 = term.apply()
+        out2 = term.revert()
+        everything = json.dumps([ev, out, ev2, out2, lock.describe()])
+        assert role in everything and pw not in everything
+        with journal.step("method", "fault", "db.lock") as rec:
+            rec["evidence"] = {"apply": ev, "revert": out, "dsn": dsn}
+        text = Path(journal.path).read_text()
+        assert "db.lock.waiter" in text and pw not in text
+        assert pw in json.dumps(lock.record())  # the private ledger keeps it, for rollback
+    finally:
+        with psycopg.connect(accounts, autocommit=True) as c:
+            c.execute(f"drop owned by {role}")
+            c.execute(f"drop role {role}")
