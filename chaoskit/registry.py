@@ -21,6 +21,7 @@ _BUILTINS: dict[str, tuple[str, ...]] = {
         "chaoskit.faults.db",
         "chaoskit.faults.network",
         "chaoskit.faults.kubernetes",
+        "chaoskit.faults.proxy",
     ),
     "probes": (
         "chaoskit.probes.http",
