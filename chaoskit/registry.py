@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from importlib import import_module
-from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -36,6 +35,28 @@ _BUILTINS: dict[str, tuple[str, ...]] = {
     "checkers": ("chaoskit.checkers",),
 }
 
+# Where a built-in name lives, by prefix, so looking up one name imports one module: the
+# validate path must stay fast (bench/startup.py).
+_HINTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "faults": (
+        ("container.", "chaoskit.faults.container"),
+        ("db.", "chaoskit.faults.db"),
+        ("network.", "chaoskit.faults.network"),
+        ("proxy.", "chaoskit.faults.proxy"),
+        ("toxiproxy.", "chaoskit.faults.proxy"),
+        ("pod.", "chaoskit.faults.kubernetes"),
+        ("deployment.", "chaoskit.faults.kubernetes"),
+    ),
+    "probes": (
+        ("http", "chaoskit.probes.http"),
+        ("sql", "chaoskit.probes.sql"),
+        ("container", "chaoskit.probes.container"),
+        ("command", "chaoskit.probes.command"),
+        ("db.", "chaoskit.probes.db"),
+        ("kubernetes.", "chaoskit.probes.kubernetes"),
+    ),
+}
+
 
 class Registry(Generic[T]):
     """A dotted-name registry of one kind of plugin."""
@@ -55,20 +76,38 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T) -> None:
         self._items[name] = obj
 
+    def _import(self, mod: str) -> None:
+        try:
+            import_module(mod)
+        except ModuleNotFoundError as exc:  # a built-in module not written yet
+            if exc.name != mod:
+                raise
+
     def _load(self) -> None:
         if self._loaded:
             return
         self._loaded = True
         for mod in _BUILTINS.get(self.kind, ()):
-            try:
-                import_module(mod)
-            except ModuleNotFoundError as exc:  # a built-in module not written yet
-                if exc.name != mod:
-                    raise
+            self._import(mod)
+        from importlib.metadata import entry_points  # ~50 ms: only when really needed
+
         for ep in entry_points(group=f"chaoskit.{self.kind}"):
-            self._items.setdefault(ep.name, ep.load())
+            if ep.name not in self._items:
+                self._items[ep.name] = ep.load()
 
     def get(self, name: str) -> T | None:
+        if name in self._items:
+            return self._items[name]
+        for prefix, mod in _HINTS.get(self.kind, ()):
+            if name == prefix or (prefix.endswith(".") and name.startswith(prefix)):
+                self._import(mod)
+                if name in self._items:
+                    return self._items[name]
+        if self.kind in ("expectations", "triggers") and not self._items:
+            for mod in _BUILTINS[self.kind]:
+                self._import(mod)
+            if name in self._items:
+                return self._items[name]
         self._load()
         return self._items.get(name)
 

@@ -113,3 +113,22 @@ def fresh_db(postgres) -> Iterator[str]:
             "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (name,)
         )
         conn.execute(f'drop database if exists "{name}"')
+
+
+STACKS = os.path.join(os.path.dirname(__file__), "stacks")
+
+
+@pytest.fixture(scope="module")
+def simple_stack(docker_client, base_image) -> Iterator[dict]:
+    """tests/stacks/simple brought up through chaoskit.stack under a unique project name."""
+    from chaoskit import stack
+
+    project = f"ckt{uuid.uuid4().hex[:8]}"
+    path = os.path.join(STACKS, "simple")
+    stack.up(path, project=project, build=False, timeout=90)
+    ips = {}
+    for c in docker_client.containers.list(filters={"label": f"com.docker.compose.project={project}"}):
+        nets = c.attrs["NetworkSettings"]["Networks"]
+        ips[c.labels["com.docker.compose.service"]] = next(iter(nets.values()))["IPAddress"]
+    yield {"project": project, "path": path, "ips": ips}
+    stack.down(project, path)

@@ -7,9 +7,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import docker
-import docker.errors
-
 from chaoskit.backends.base import Backend, Instance, Selection
 from chaoskit.errors import TargetError
 
@@ -17,7 +14,10 @@ PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 
 
-def docker_client() -> docker.DockerClient:
+def docker_client() -> Any:
+    import docker
+    import docker.errors
+
     try:
         client = docker.from_env()
         client.ping()
@@ -40,14 +40,14 @@ class ComposeBackend(Backend):
         self,
         project: str,
         compose_file: str | None = None,
-        client: docker.DockerClient | None = None,
+        client: Any = None,
     ):
         self.project = project
         self.compose_file = compose_file
         self._client = client
 
     @property
-    def client(self) -> docker.DockerClient:
+    def client(self) -> Any:
         if self._client is None:
             self._client = docker_client()
         return self._client
@@ -59,6 +59,8 @@ class ComposeBackend(Backend):
         return sorted({c.labels.get(SERVICE_LABEL, "") for c in self._containers(None, True)} - {""})
 
     def _containers(self, service: str | None, all_: bool) -> list[Any]:
+        import docker.errors
+
         labels = [f"{PROJECT_LABEL}={self.project}"]
         if service:
             labels.append(f"{SERVICE_LABEL}={service}")
@@ -90,6 +92,8 @@ class ComposeBackend(Backend):
         )
 
     def owns(self, inst: Instance) -> bool:
+        import docker.errors
+
         try:
             c = self.client.containers.get(inst.id)
         except docker.errors.NotFound:
@@ -109,6 +113,8 @@ class ComposeBackend(Backend):
 
     def by_id(self, container_id: str) -> Instance | None:
         """Look up a container by id, for crash rollback; None unless it is ours."""
+        import docker.errors
+
         try:
             c = self.client.containers.get(container_id)
         except docker.errors.NotFound:

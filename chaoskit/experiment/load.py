@@ -388,14 +388,14 @@ def _trigger(col: _Collector, when: dict[str, Any], path: tuple) -> TriggerPlan 
             within = parse_duration(when["within"])
         except ValueError as exc:
             col.add((*path, "within"), str(exc))
-    names = registry.triggers.names()
     if len(rest) != 1:
+        names = registry.triggers.names()
         col.add(path, f"expected exactly one trigger ({', '.join(names)}) plus optional within")
         return None
     (kind, value), = rest.items()
     cls = registry.triggers.get(kind)
     if cls is None:
-        col.add((*path, kind), f"unknown trigger {kind!r} (known: {', '.join(names)})")
+        col.add((*path, kind), f"unknown trigger {kind!r} (known: {', '.join(registry.triggers.names())})")
         return None
     params = _validate_params(col, cls, value if isinstance(value, dict) else {"value": value}, (*path, kind))
     if params is None:

@@ -88,7 +88,7 @@ def experiment_schema() -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
-        "title": "chaoskit experiment",
         **base,
+        "title": "chaoskit experiment",
         "$defs": defs,
     }

@@ -13,7 +13,6 @@ import signal as _signal
 import time
 from typing import Any, Literal
 
-import docker.errors
 from pydantic import Field, field_validator
 
 from chaoskit import registry
@@ -109,6 +108,8 @@ class Kill(_ContainerFault):
         self._via = via
 
     def apply(self) -> dict[str, Any]:
+        import docker.errors
+
         sent: list[dict[str, Any]] = []
         for inst in self.instances:
             t = time.time()
@@ -170,6 +171,8 @@ def _client() -> Any:
 
 
 def _start_ids(ids: list[str]) -> dict[str, Any]:
+    import docker.errors
+
     client = _client()
     out = []
     for cid in ids:
@@ -249,6 +252,8 @@ class Pause(_ContainerFault):
 
     @classmethod
     def revert_record(cls, record: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+        import docker.errors
+
         client = _client()
         out = []
         for i in record.get("instances", []):

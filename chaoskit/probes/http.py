@@ -6,7 +6,6 @@ import json
 import time
 from typing import Any, Literal
 
-import httpx
 from pydantic import Field
 
 from chaoskit import registry
@@ -30,9 +29,11 @@ class HttpProbe(Probe):
 
     def __init__(self, params: Any, ctx: Any):
         super().__init__(params, ctx)
-        self._client: httpx.Client | None = None
+        self._client: Any = None
 
     def read(self) -> dict[str, Any]:
+        import httpx
+
         p = self.params
         if self._client is None:
             self._client = httpx.Client(timeout=p.timeout, verify=p.verify_tls)

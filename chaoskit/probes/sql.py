@@ -6,7 +6,6 @@ import datetime
 import decimal
 from typing import Any, Literal
 
-import psycopg
 from pydantic import Field
 
 from chaoskit import registry
@@ -45,9 +44,11 @@ class SqlProbe(Probe):
 
     def __init__(self, params: Any, ctx: Any):
         super().__init__(params, ctx)
-        self._conn: psycopg.Connection | None = None
+        self._conn: Any = None
 
-    def _connection(self) -> psycopg.Connection:
+    def _connection(self) -> Any:
+        import psycopg
+
         if self._conn is None or self._conn.closed or self._conn.broken:
             p = self.params
             self._conn = psycopg.connect(
@@ -60,6 +61,8 @@ class SqlProbe(Probe):
         return self._conn
 
     def read(self) -> Any:
+        import psycopg
+
         p = self.params
         try:
             conn = self._connection()
@@ -79,6 +82,8 @@ class SqlProbe(Probe):
         return jsonable(rows)
 
     def close(self) -> None:
+        import psycopg
+
         if self._conn is not None:
             try:
                 self._conn.close()
