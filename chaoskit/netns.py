@@ -31,7 +31,10 @@ MARKER_PREFIX = "chaoskit:"
 QDISC_HANDLE = "c4a0:"
 # iptables front-ends that may hold rules in a namespace; we list/delete with all that exist so a
 # rule added through one backend (nft or legacy) is never missed by a rollback through the other.
-IPTABLES_SAVE_VARIANTS = ("iptables-save", "iptables-legacy-save", "iptables-nft-save")
+IPTABLES_SAVE_VARIANTS = (
+    "iptables-save", "iptables-legacy-save", "iptables-nft-save",
+    "ip6tables-save", "ip6tables-legacy-save", "ip6tables-nft-save",
+)
 TABLES = ("filter", "nat", "mangle", "raw")
 
 # Extra labels put on helper containers (tests add ``chaoskit.test=1``).
@@ -92,9 +95,12 @@ class NetnsExecutor(ABC):
         return res
 
     def has(self, binary: str) -> bool:
-        """Whether ``binary`` exists on the side that runs our commands."""
-        res = self._run(["sh", "-c", f"command -v {shlex.quote(binary)}"], 10.0)
-        return res.returncode == 0
+        """Whether ``binary`` exists on the side that runs our commands (cached: one exec each)."""
+        cache: dict[str, bool] = self.__dict__.setdefault("_has", {})
+        if binary not in cache:
+            res = self._run(["sh", "-c", f"command -v {shlex.quote(binary)}"], 10.0)
+            cache[binary] = res.returncode == 0
+        return cache[binary]
 
     def describe(self) -> dict[str, Any]:
         return {"path": self.path, "reason": self.reason}
@@ -293,8 +299,13 @@ class Rule:
     def binary(self) -> str:
         return self.save_binary.removesuffix("-save")
 
+    @property
+    def family(self) -> int:
+        return 6 if self.save_binary.startswith("ip6") else 4
+
     def key(self) -> str:
-        return f"{self.table}/{self.chain} {shlex.join(self.spec)}"
+        v6 = "v6 " if self.family == 6 else ""
+        return f"{v6}{self.table}/{self.chain} {shlex.join(self.spec)}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -352,12 +363,12 @@ def _save_variants(ex: NetnsExecutor) -> list[str]:
 def all_rules(ex: NetnsExecutor) -> list[Rule]:
     """Every rule in the namespace, from every iptables backend present (deduplicated)."""
     rules: list[Rule] = []
-    seen: set[str] = set()
+    seen: set[tuple[bool, str]] = set()
     for save in _save_variants(ex):
         res = ex.run([save, "-c"], check=False)
         if res.returncode != 0:
             continue  # e.g. the legacy backend's modules are absent: it holds nothing then
-        body = "\n".join(ln for ln in res.stdout.splitlines() if not ln.startswith("#"))
+        body = (save.startswith("ip6"), "\n".join(ln for ln in res.stdout.splitlines() if not ln.startswith("#")))
         if body in seen:
             continue  # iptables-save is an alias of one of the others
         seen.add(body)
@@ -365,8 +376,14 @@ def all_rules(ex: NetnsExecutor) -> list[Rule]:
     return rules
 
 
-def iptables(ex: NetnsExecutor, table: str, args: list[str], binary: str = "iptables") -> ExecResult:
-    """``iptables -w -t TABLE ARGS`` in the namespace (``-w``: wait for the xtables lock)."""
+def iptables(
+    ex: NetnsExecutor, table: str, args: list[str], binary: str = "iptables", family: int = 4
+) -> ExecResult:
+    """``iptables -w -t TABLE ARGS`` in the namespace (``-w``: wait for the xtables lock).
+
+    ``family=6`` uses ip6tables (same backend flavour as ``binary``)."""
+    if family == 6 and not binary.startswith("ip6"):
+        binary = binary.replace("iptables", "ip6tables", 1)
     return ex.run([binary, "-w", "5", "-t", table, *args])
 
 
@@ -386,10 +403,19 @@ def delete_marked_rules(ex: NetnsExecutor, marker_: str) -> list[Rule]:
 
     Returns the deleted rules (with their final counters). Raises if any remain afterwards."""
     deleted: list[Rule] = []
-    for r in rules_with_marker(ex, marker_):
-        res = ex.run([r.binary, "-w", "5", "-t", r.table, "-D", r.chain, *r.spec], check=False)
-        if res.returncode == 0:
-            deleted.append(r)
+    # Several passes: two backends holding the very same rule text list as one until one is gone.
+    for _ in range(4):
+        found = rules_with_marker(ex, marker_)
+        if not found:
+            return deleted
+        progress = False
+        for r in found:
+            res = ex.run([r.binary, "-w", "5", "-t", r.table, "-D", r.chain, *r.spec], check=False)
+            if res.returncode == 0:
+                deleted.append(r)
+                progress = True
+        if not progress:
+            break
     left = rules_with_marker(ex, marker_)
     if left:
         raise NetnsError(

@@ -14,9 +14,17 @@ import pytest
 
 SERVER = r"""
 import socket, threading
+def listener(port):
+    try:  # dual stack where the container has IPv6
+        s = socket.socket(socket.AF_INET6); s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("::", port))
+    except OSError:
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port))
+    s.listen(512)
+    return s
 def serve(port, handle):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port)); s.listen(512)
+    s = listener(port)
     while True:
         c, _ = s.accept()
         threading.Thread(target=handle, args=(c,), daemon=True).start()
@@ -48,15 +56,18 @@ class Stack:
     network: Any
     containers: dict[str, Any] = field(default_factory=dict)
 
-    def ip(self, service: str) -> str:
+    def ip(self, service: str, family: int = 4) -> str:
         c = self.containers[service]
         c.reload()
-        return c.attrs["NetworkSettings"]["Networks"][self.network.name]["IPAddress"]
+        s = c.attrs["NetworkSettings"]["Networks"][self.network.name]
+        return s["IPAddress"] if family == 4 else s["GlobalIPv6Address"]
 
-    def can_connect(self, src: str, dst: str, port: int = 7000, timeout: float = 1.0) -> bool:
+    def can_connect(
+        self, src: str, dst: str, port: int = 7000, timeout: float = 1.0, family: int = 4
+    ) -> bool:
         """TCP connect from inside container ``src`` to ``dst``."""
         code, _ = self.containers[src].exec_run(
-            ["python3", "-c", CONNECT, self.ip(dst), str(port), str(timeout)]
+            ["python3", "-c", CONNECT, self.ip(dst, family), str(port), str(timeout)]
         )
         return code == 0
 
@@ -69,9 +80,17 @@ def host_can_connect(ip: str, port: int = 7000, timeout: float = 1.0) -> bool:
         return False
 
 
-def make_stack(docker_client: Any, base_image: str, services: tuple[str, ...] = ("a", "b", "c")) -> Stack:
+def make_stack(
+    docker_client: Any, base_image: str, services: tuple[str, ...] = ("a", "b", "c"), ipv6: bool = False
+) -> Stack:
     project = f"ckt-net-{uuid.uuid4().hex[:8]}"
-    net = docker_client.networks.create(project, driver="bridge", labels={"chaoskit.test": "1"})
+    kw: dict[str, Any] = {}
+    if ipv6:
+        import docker.types
+
+        subnet = f"fd00:c4a0:{uuid.uuid4().hex[:4]}::/64"
+        kw = {"enable_ipv6": True, "ipam": docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])}
+    net = docker_client.networks.create(project, driver="bridge", labels={"chaoskit.test": "1"}, **kw)
     stack = Stack(project, net)
     try:
         for svc in services:

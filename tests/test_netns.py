@@ -122,3 +122,28 @@ def test_sweep_and_stopped_container(stack, docker_client) -> None:  # noqa: F81
     assert netns.rules_with_marker(ex) == []
     with pytest.raises(netns.NetnsError, match="no longer exists"):
         netns.executor_for("0" * 64)
+
+
+def test_not_root_takes_helper_path(stack, monkeypatch) -> None:  # noqa: F811
+    monkeypatch.delenv("CHAOSKIT_NETNS_PATH", raising=False)
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setattr(netns.os, "geteuid", lambda: 1000)
+    ex = netns.executor_for(stack.containers["a"])
+    assert isinstance(ex, netns.HelperContainerExecutor)
+    assert ex.describe() == {"path": "helper", "reason": "path: helper container (not root)"}
+    ex.close()
+
+
+def test_rule_in_legacy_backend_is_found_and_removed(stack) -> None:  # noqa: F811
+    ex = _ex(stack, "b", "nsenter")
+    if not ex.has("iptables-legacy"):
+        pytest.skip("no iptables-legacy on this host")
+    m = netns.marker("legacy", "e1")
+    res = ex.run(["iptables-legacy", "-w", "5", "-A", "OUTPUT", "-d", "192.0.2.3", "-m", "comment",
+                  "--comment", m, "-j", "DROP"], check=False)
+    if res.returncode != 0:
+        pytest.skip(f"legacy iptables unusable in this kernel: {res.output}")
+    found = netns.rules_with_marker(ex, m)
+    assert [r.binary for r in found] == ["iptables-legacy"]
+    assert [r.binary for r in netns.delete_marked_rules(ex, m)] == ["iptables-legacy"]
+    assert netns.rules_with_marker(ex, "chaoskit:") == []

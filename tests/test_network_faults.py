@@ -220,3 +220,36 @@ def test_revert_after_target_restart_finds_nothing_to_remove(stack, docker_clien
     while not stack.can_connect("a", "b"):
         assert time.monotonic() < deadline
         time.sleep(0.2)
+
+
+def test_partition_groups_keep_inside_traffic_and_sweep(stack, docker_client) -> None:  # noqa: F811
+    f = _fault(nf.Partition, _ctx(stack, docker_client), between=[["a"], ["b", "c"]], mode="reject")
+    f.apply()
+    assert not stack.can_connect("a", "b", timeout=0.5) and not stack.can_connect("c", "a", timeout=0.5)
+    assert stack.can_connect("b", "c") and stack.can_connect("c", "b")
+    # a crashed runner with no ledger: the sweep still finds and removes the marked rules
+    out = nf.Partition.sweep(list(stack.containers.values()))
+    assert set(out["cleaned"]) == {stack.containers[s].name for s in "abc"}
+    # 2 peers x INPUT/OUTPUT x (tcp-reset rule + icmp-unreachable rule for the rest)
+    assert out["cleaned"][stack.containers["a"].name]["rules"] == 8
+    assert stack.can_connect("a", "b") and stack.can_connect("c", "a")
+    assert f.revert()["took_effect"] is False  # nothing left for the revert: swept already
+
+
+def test_partition_ipv6(docker_client, base_image) -> None:
+    from tests.netfault_helpers import make_stack, remove_stack
+
+    s6 = make_stack(docker_client, base_image, ("a", "b"), ipv6=True)
+    try:
+        assert s6.can_connect("a", "b", family=6)
+        f = _fault(nf.Partition, _ctx(s6, docker_client), between=[["a"], ["b"]])
+        f.apply()
+        assert not s6.can_connect("a", "b", timeout=0.5, family=6)
+        assert not s6.can_connect("a", "b", timeout=0.5, family=4)
+        back = f.revert()
+        assert back["took_effect"] is True
+        assert {r["binary"] for n in back["namespaces"] for r in n["rules"]} == {"iptables", "ip6tables"}
+        assert s6.can_connect("a", "b", family=6) and s6.can_connect("b", "a", family=6)
+        assert _chaoskit_rules(s6, "a") == [] and _chaoskit_rules(s6, "b") == []
+    finally:
+        remove_stack(s6)

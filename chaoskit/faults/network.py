@@ -96,17 +96,25 @@ def _networks(c: Any) -> dict[str, dict[str, Any]]:
     return dict(c.attrs.get("NetworkSettings", {}).get("Networks") or {})
 
 
-def _peer_ips(me: Any, peer: Any) -> list[str]:
-    """The peer's IPv4 addresses on the networks both containers are attached to."""
+def _peer_ips(me: Any, peer: Any) -> list[tuple[str, int]]:
+    """The peer's addresses (ip, family 4|6) on the networks both containers are attached to."""
     mine = {s.get("NetworkID") for s in _networks(me).values()}
-    ips = [
-        s["IPAddress"]
-        for s in _networks(peer).values()
-        if s.get("NetworkID") in mine and s.get("IPAddress")
-    ]
+    ips: set[tuple[str, int]] = set()
+    for s in _networks(peer).values():
+        if s.get("NetworkID") not in mine:
+            continue
+        if s.get("IPAddress"):
+            ips.add((s["IPAddress"], 4))
+        if s.get("GlobalIPv6Address"):
+            ips.add((s["GlobalIPv6Address"], 6))
     if not ips:
         raise FaultError(f"{me.name} and {peer.name} share no Docker network: nothing to cut between them")
-    return sorted(set(ips))
+    return sorted(ips)
+
+
+def _families(c: Any) -> list[int]:
+    """4, plus 6 when the container has an IPv6 address anywhere."""
+    return [4] + ([6] if any(s.get("GlobalIPv6Address") for s in _networks(c).values()) else [])
 
 
 def _service_instances(fault: Fault, service: str) -> list[Instance]:
@@ -223,7 +231,7 @@ class _NetnsFault(Fault):
 
     def _install(self, ex: netns.NetnsExecutor, plan: NsPlan) -> None:
         for r in plan.rules:
-            netns.iptables(ex, r["table"], ["-I", r["chain"], "1", *r["args"]])
+            netns.iptables(ex, r["table"], ["-I", r["chain"], "1", *r["args"]], family=r.get("family", 4))
         for q in plan.qdiscs:
             self._add_qdisc(ex, q)
 
@@ -388,18 +396,19 @@ class Partition(_NetnsFault):
                 raise ValueError("a service may appear in only one group")
             return self
 
-    def _targets(self, peer_ip: str, direction: Literal["in", "out"]) -> list[list[str]]:
+    def _targets(self, peer_ip: str, family: int, direction: Literal["in", "out"]) -> list[list[str]]:
         p = self.params
         addr = ["-s", peer_ip] if direction == "in" else ["-d", peer_ip]
+        unreach = "icmp-port-unreachable" if family == 4 else "icmp6-port-unreachable"
         base = addr + _match(p.protocol, p.ports) + self._comment()
         if p.mode == "drop":
             return [base + ["-j", "DROP"]]
         if p.protocol == "tcp":
             return [base + ["-j", "REJECT", "--reject-with", "tcp-reset"]]
         if p.protocol == "udp":
-            return [base + ["-j", "REJECT", "--reject-with", "icmp-port-unreachable"]]
+            return [base + ["-j", "REJECT", "--reject-with", unreach]]
         tcp = addr + ["-p", "tcp"] + self._comment() + ["-j", "REJECT", "--reject-with", "tcp-reset"]
-        rest = addr + self._comment() + ["-j", "REJECT", "--reject-with", "icmp-port-unreachable"]
+        rest = addr + self._comment() + ["-j", "REJECT", "--reject-with", unreach]
         # inserted at position 1 in order, so the last one listed ends up first: tcp must be last
         return [rest, tcp]
 
@@ -414,12 +423,12 @@ class Partition(_NetnsFault):
         def cut(src: Instance, dst: Instance) -> None:
             """Traffic src -> dst: dropped leaving src and arriving at dst."""
             sc, dc = _container(src), _container(dst)
-            for ip in _peer_ips(sc, dc):
-                for args in self._targets(ip, "out"):
-                    plans[src.id].rules.append({"table": "filter", "chain": "OUTPUT", "args": args})
-            for ip in _peer_ips(dc, sc):
-                for args in self._targets(ip, "in"):
-                    plans[dst.id].rules.append({"table": "filter", "chain": "INPUT", "args": args})
+            for ip, fam in _peer_ips(sc, dc):
+                for args in self._targets(ip, fam, "out"):
+                    plans[src.id].rules.append({"table": "filter", "chain": "OUTPUT", "args": args, "family": fam})
+            for ip, fam in _peer_ips(dc, sc):
+                for args in self._targets(ip, fam, "in"):
+                    plans[dst.id].rules.append({"table": "filter", "chain": "INPUT", "args": args, "family": fam})
 
         for gi in range(len(members)):
             for gj in range(gi + 1, len(members)):
@@ -429,6 +438,22 @@ class Partition(_NetnsFault):
                         if symmetric:
                             cut(y, x)
         return [pl for pl in plans.values() if pl.rules]
+
+    @classmethod
+    def sweep(cls, containers: list[Any] | None = None) -> dict[str, Any]:
+        """``chaoskit rollback --all --sweep``: remove every ``chaoskit:`` rule and ``c4a0:`` root
+        qdisc (of all kernel-path network faults) from running compose containers.
+
+        Only marked rules/qdiscs are touched, so a bystander's own rules survive."""
+        if containers is None:
+            from chaoskit.backends.compose import PROJECT_LABEL, docker_client
+
+            containers = docker_client().containers.list(filters={"label": PROJECT_LABEL})
+        removed: dict[str, Any] = {}
+        for res in netns.sweep(containers):
+            if res.rules or res.qdiscs or res.error:
+                removed[res.container] = {"rules": len(res.rules), "qdiscs": res.qdiscs, "error": res.error}
+        return {"containers": len(containers), "cleaned": removed}
 
 
 @registry.faults.register("network.loss")
@@ -454,15 +479,19 @@ class Loss(_NetnsFault):
         for inst in self.instances:
             plan = NsPlan.of(inst)
             c = _container(inst)
-            ips = sorted({ip for peer in peers for ip in _peer_ips(c, _container(peer))}) or [None]
-            for ip in ips:
+            addrs: list[tuple[str | None, int]]
+            if peers:
+                addrs = sorted({a for peer in peers for a in _peer_ips(c, _container(peer))})
+            else:
+                addrs = [(None, fam) for fam in _families(c)]
+            for ip, fam in addrs:
                 if p.direction in ("egress", "both"):
                     addr = ["-d", ip] if ip else ["!", "-o", "lo"]
-                    plan.rules.append({"table": "filter", "chain": "OUTPUT",
+                    plan.rules.append({"table": "filter", "chain": "OUTPUT", "family": fam,
                                        "args": addr + match + stat + self._comment() + ["-j", "DROP"]})
                 if p.direction in ("ingress", "both"):
                     addr = ["-s", ip] if ip else ["!", "-i", "lo"]
-                    plan.rules.append({"table": "filter", "chain": "INPUT",
+                    plan.rules.append({"table": "filter", "chain": "INPUT", "family": fam,
                                        "args": addr + match + stat + self._comment() + ["-j", "DROP"]})
             plans.append(plan)
         return plans
@@ -482,7 +511,7 @@ class _QdiscFault(_NetnsFault):
             peers = [i for s in (getattr(p, "to", None) or []) for i in _service_instances(self, s)]
             if peers:
                 return sorted({netns.interface_to(ex, ip) for peer in peers
-                               for ip in _peer_ips(c, _container(peer))})
+                               for ip, _fam in _peer_ips(c, _container(peer))})
             return netns.interfaces(ex)
         finally:
             ex.close()
