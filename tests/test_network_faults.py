@@ -159,7 +159,7 @@ def test_bandwidth_limits_transfer(stack, docker_client) -> None:  # noqa: F811
          "fault `proxy.latency` (built-in TCP fault proxy) — see docs"),
         (nf.Jitter, {"jitter": "20ms"},
          "network.jitter: this kernel has no sch_netem (tc netem unavailable); use the proxy path: "
-         "fault `proxy.latency` with `jitter:` (built-in TCP fault proxy) — see docs"),
+         "fault `proxy.jitter` (built-in TCP fault proxy) — see docs"),
     ],
 )
 def test_latency_without_netem_says_so(stack, docker_client, cls, params, expected) -> None:  # noqa: F811

@@ -71,10 +71,10 @@ BitRate = Annotated[int, BeforeValidator(parse_bitrate)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 
-def _netem_missing(name: str, hint: str) -> str:
+def _netem_missing(name: str, proxy_fault: str) -> str:
     return (
         f"{name}: this kernel has no sch_netem (tc netem unavailable); use the proxy path: "
-        f"fault `proxy.latency`{hint} (built-in TCP fault proxy) — see docs"
+        f"fault `{proxy_fault}` (built-in TCP fault proxy) — see docs"
     )
 
 
@@ -557,7 +557,7 @@ class Bandwidth(_QdiscFault):
 
 
 class _NetemFault(_QdiscFault):
-    hint = ""
+    proxy_fault = "proxy.latency"
 
     def _add_qdisc(self, ex: netns.NetnsExecutor, q: dict[str, Any]) -> None:
         try:
@@ -565,7 +565,7 @@ class _NetemFault(_QdiscFault):
         except netns.NetnsError as exc:
             text = str(exc)
             if "qdisc kind is unknown" in text or "Unknown qdisc" in text:
-                raise FaultError(_netem_missing(self.name, self.hint)) from None
+                raise FaultError(_netem_missing(self.name, self.proxy_fault)) from None
             raise
 
 
@@ -596,8 +596,8 @@ class Latency(_NetemFault):
 @registry.faults.register("network.jitter")
 class Jitter(_NetemFault):
     name = "network.jitter"
-    summary = "vary the delay of egress packets (tc netem; without sch_netem: use proxy.latency with jitter)"
-    hint = " with `jitter:`"
+    summary = "vary the delay of egress packets (tc netem; kernels without sch_netem: use proxy.jitter)"
+    proxy_fault = "proxy.jitter"
 
     class Params(_ShapeParams):
         jitter: Duration = Field(..., gt=0, description="random variation, e.g. 50ms")
