@@ -152,6 +152,7 @@ def positions() -> dict:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else the body waits for the client's delayed ACK
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass

@@ -109,7 +109,32 @@ class Pool:
 
 
 pool = Pool(DSN, POOL_SIZE)
-broker = httpx.Client(base_url=BROKER_URL, timeout=BROKER_TIMEOUT)
+
+
+def _broker_client() -> httpx.Client:
+    """httpx writes request headers and body separately; with Nagle on, the body then waits for
+    the broker's delayed ACK (~40 ms per call, measured). Set TCP_NODELAY on its sockets."""
+    try:
+        import socket
+
+        import httpcore
+        from httpcore.backends.sync import SyncBackend
+
+        class NoDelay(SyncBackend):
+            def connect_tcp(self, *args: Any, **kwargs: Any) -> Any:
+                stream = super().connect_tcp(*args, **kwargs)
+                stream.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                return stream
+
+        transport = httpx.HTTPTransport()
+        transport._pool = httpcore.ConnectionPool(max_connections=64, max_keepalive_connections=64,
+                                                  network_backend=NoDelay())
+        return httpx.Client(base_url=BROKER_URL, timeout=BROKER_TIMEOUT, transport=transport)
+    except (ImportError, AttributeError, TypeError):  # another httpcore: correct, only slower
+        return httpx.Client(base_url=BROKER_URL, timeout=BROKER_TIMEOUT)
+
+
+broker = _broker_client()
 
 
 def step_delay() -> None:
@@ -712,6 +737,7 @@ ROUTES = [
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "ledger-api/1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - access log off: begin/end lines suffice
         pass
