@@ -6,7 +6,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,10 @@ from pydantic import ValidationError
 from chaoskit import registry
 from chaoskit.errors import FaultError
 from chaoskit.faults.db import DbDeadlock, DbExhaust, DbLock, DbSlow, DbTerminate
+from chaoskit.faults.db.deadlock import DeadlockParams
+from chaoskit.faults.db.exhaust import ExhaustParams
 from chaoskit.faults.db.lock import LockParams
+from chaoskit.faults.db.slow import SlowParams
 from chaoskit.faults.db.terminate import TerminateParams
 from chaoskit.runner.context import RunContext
 from chaoskit.runner.journal import Journal, load_journal
@@ -86,7 +89,8 @@ class Client(threading.Thread):
             self.conn.commit()
         except BaseException as exc:  # noqa: BLE001 - the test inspects it
             self.error = exc
-            self.conn.rollback()
+            if not self.conn.broken:
+                self.conn.rollback()
         finally:
             self.done_at = time.monotonic()
 
@@ -320,3 +324,293 @@ def test_password_never_in_evidence_or_journal(accounts: str, tmp_path: Path) ->
         with psycopg.connect(accounts, autocommit=True) as c:
             c.execute(f"drop owned by {role}")
             c.execute(f"drop role {role}")
+
+
+# -- db.terminate ------------------------------------------------------------------------------
+
+
+def alive(conn: psycopg.Connection) -> bool:
+    try:
+        conn.execute("select 1")
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+def test_terminate_drops_exactly_the_matching_backends(accounts: str, ctx: RunContext) -> None:
+    targets = [app_conn(accounts, f"app-{i}", autocommit=True) for i in (1, 2)]
+    bystander = app_conn(accounts, "bystander", autocommit=True)
+    lookalike = app_conn(accounts, "app_3", autocommit=True)  # '_' must not act as a wildcard
+    pids = {c.info.backend_pid for c in targets}
+    fault = DbTerminate(TerminateParams(dsn=accounts, application_name="app-*"), None, ctx)
+    ev = fault.apply()
+    assert {t["pid"] for t in ev["terminated"]} == pids
+    assert all(t["terminated"] and t["application_name"].startswith("app-") for t in ev["terminated"])
+    assert {t["user"] for t in ev["terminated"]} == {"postgres"}
+    assert all(t["client_addr"] for t in ev["terminated"])
+    assert not any(alive(c) for c in targets)
+    assert alive(bystander) and alive(lookalike)
+    out = fault.revert()
+    assert out is not None and out["terminated_total"] == 2
+    assert_clean(accounts, fault)
+    for c in [*targets, bystander, lookalike]:
+        c.close()
+
+
+def test_terminate_by_query_user_database_and_client_addr(accounts: str, postgres: str, ctx: RunContext) -> None:
+    sleeper = Client(accounts, lambda c: c.execute("select pg_sleep(30)"), name="worker")
+    idle = app_conn(accounts, "worker", autocommit=True)
+    other_db = app_conn(postgres, "worker", autocommit=True)
+    sleeper.start()
+    wait_for(lambda: chaoskit_sessions(accounts) == [] and sleeper.conn.info.backend_pid)
+    time.sleep(0.2)
+    ev = DbTerminate(TerminateParams(dsn=accounts, query=r"pg_sleep\(", state=["active"]), None, ctx).apply()
+    assert [t["pid"] for t in ev["terminated"]] == [sleeper.pid]
+    sleeper.join(5)
+    assert isinstance(sleeper.error, psycopg.OperationalError)
+    assert alive(idle) and alive(other_db)
+
+    dbname = accounts.rsplit("/", 1)[1]
+    ev = DbTerminate(TerminateParams(dsn=accounts, database=dbname, user="postgres"), None, ctx).apply()
+    assert [t["pid"] for t in ev["terminated"]] == [idle.info.backend_pid]
+    assert alive(other_db)
+
+    addr = ev["terminated"][0]["client_addr"]
+    miss = DbTerminate(
+        TerminateParams(dsn=postgres, client_addr="10.255.0.0/16", application_name="worker", require_match=False),
+        None,
+        ctx,
+    )
+    assert miss.apply()["terminated"] == []
+    with pytest.raises(FaultError, match="no connection matched"):
+        DbTerminate(TerminateParams(dsn=postgres, client_addr="10.255.0.0/16", application_name="worker"), None, ctx).apply()
+    ev = DbTerminate(TerminateParams(dsn=postgres, client_addr=f"{addr}/32", application_name="worker"), None, ctx).apply()
+    assert [t["pid"] for t in ev["terminated"]] == [other_db.info.backend_pid]
+    miss.revert()
+    assert chaoskit_sessions(accounts) == [] and chaoskit_sessions(postgres) == []
+    for c in (idle, other_db):
+        c.close()
+    sleeper.close()
+
+
+def test_terminate_keeps_dropping_for_a_window(accounts: str, ctx: RunContext) -> None:
+    """An app that reconnects is dropped again every `every` until the window ends."""
+    stop = threading.Event()
+    drops: list[int] = []
+
+    def app() -> None:
+        conn = app_conn(accounts, "reconnecting", autocommit=True)
+        while not stop.is_set():
+            if not alive(conn):
+                drops.append(conn.info.backend_pid)
+                conn.close()
+                conn = app_conn(accounts, "reconnecting", autocommit=True)
+            time.sleep(0.02)
+        conn.close()
+
+    t = threading.Thread(target=app, daemon=True)
+    t.start()
+    time.sleep(0.2)
+    fault = DbTerminate(
+        TerminateParams(dsn=accounts, application_name="reconnecting", duration="1s", every="200ms"), None, ctx
+    )
+    fault.apply()
+    time.sleep(1.4)  # the window ends by itself after 1 s
+    n_after_window = len(drops)
+    out = fault.revert()
+    time.sleep(0.3)
+    stop.set()
+    t.join(5)
+    assert out is not None
+    assert 4 <= out["passes"] <= 6  # t = 0, 0.2, ... 0.8 s (1.0 s may just miss the end)
+    assert out["terminated_total"] >= 3
+    assert len(drops) == n_after_window  # nothing dropped once the window is over
+    assert len(set(t_["pid"] for t_ in out["terminated"])) == out["terminated_total"]
+    assert_clean(accounts, fault)
+
+
+# -- db.deadlock -------------------------------------------------------------------------------
+
+
+def test_deadlock_app_mode_gives_the_client_40P01(accounts: str, ctx: RunContext) -> None:
+    def txn(c: psycopg.Connection) -> None:
+        c.execute("update accounts set balance_cents = balance_cents - 500 where id = 2")
+        c.execute("update accounts set balance_cents = balance_cents + 500 where id = 1")
+
+    client = Client(accounts, txn)
+    time.sleep(1.0)  # see the counter note in db.deadlock: the victim flushes stats at most 1/s
+    fault = DbDeadlock(DeadlockParams(dsn=accounts, table="accounts", first="id = 1", second="id = 2"), None, ctx)
+    ev = fault.apply()
+    assert ev["first"]["rows_locked"] == 1 and ev["deadlock_timeout_ms"] == 200
+    client.start()
+    assert fault.wait(10)
+    client.join(5)
+    assert isinstance(client.error, psycopg.errors.DeadlockDetected)
+    assert client.error.sqlstate == "40P01"
+    out = fault.revert()
+    assert out is not None
+    assert out["victims"] == ["app"] and out["sqlstate"] == "40P01"
+    assert out["cycles"][0]["app_pid"] == client.pid
+    assert out["deadlock_detected"] and out["counter_raised"]
+    assert out["deadlocks_after"] == out["deadlocks_before"] + 1
+    j = load_journal(ctx.journal.path)  # type: ignore[union-attr]
+    assert [e["victim"] for e in j["events"] if e["kind"] == "db.deadlock.cycle"] == ["app"]
+    assert_clean(accounts, fault)
+    with psycopg.connect(accounts) as c:  # the aborted transfer left no trace: books balance
+        assert c.execute("select sum(balance_cents) from accounts").fetchone() == (40000,)
+    client.close()
+
+
+def test_deadlock_hold_mode_makes_app_transactions_deadlock_each_other(accounts: str, ctx: RunContext) -> None:
+    def transfer(a: int, b: int) -> Callable[[psycopg.Connection], None]:
+        def body(c: psycopg.Connection) -> None:
+            c.execute("update accounts set balance_cents = balance_cents - 1 where id = %s", (a,))
+            c.execute("update accounts set balance_cents = balance_cents + 1 where id = %s", (b,))
+
+        return body
+
+    t1, t2 = Client(accounts, transfer(1, 2), "t1"), Client(accounts, transfer(2, 1), "t2")
+    time.sleep(1.0)  # like a long-running app: its last stats flush is > 1 s old (see db.deadlock)
+    fault = DbDeadlock(
+        DeadlockParams(dsn=accounts, table="accounts", first="id = 1", second="id = 2", mode="hold"), None, ctx
+    )
+    ev = fault.apply()
+    assert ev["second"]["rows_locked"] == 1
+    t1.start()
+    t2.start()
+    wait_for(lambda: is_waiting(accounts, t1.pid) and is_waiting(accounts, t2.pid))
+    time.sleep(0.1)
+    out = fault.revert()
+    t1.join(5)
+    t2.join(5)
+    errors = [c.error for c in (t1, t2) if c.error is not None]
+    assert len(errors) == 1 and isinstance(errors[0], psycopg.errors.DeadlockDetected)
+    assert out is not None and out["waiters"]["max_concurrent"] == 2
+    assert out["deadlock_detected"] and out["deadlocks_after"] == out["deadlocks_before"] + 1
+    assert_clean(accounts, fault)
+    for c in (t1, t2):
+        c.close()
+
+
+# -- db.slow -----------------------------------------------------------------------------------
+
+
+def test_slow_lock_stalls_writes_and_stops_on_revert(accounts: str, ctx: RunContext) -> None:
+    fault = DbSlow(SlowParams(dsn=accounts, tables=["accounts"], stall="300ms", period="400ms"), None, ctx)
+    with app_conn(accounts, "app", autocommit=True) as c:
+        def update_ms() -> float:
+            t = time.monotonic()
+            c.execute("update accounts set balance_cents = balance_cents where id = 1")
+            return (time.monotonic() - t) * 1000
+
+        base = max(update_ms() for _ in range(3))
+        fault.apply()
+        during = []
+        t_end = time.monotonic() + 1.2
+        while time.monotonic() < t_end:
+            during.append(update_ms())
+            time.sleep(0.05)
+        out = fault.revert()
+        after = max(update_ms() for _ in range(3))
+    assert max(during) >= 150, during
+    assert sum(during) >= 400  # ~3 stalls of 300 ms in 1.2 s, each costing the app up to 300 ms
+    assert after < 100 and base < 100
+    assert out is not None and out["stalls"]["count"] >= 2
+    assert out["stalls"]["waiters"]["distinct_waiters"] >= 1
+    assert_clean(accounts, fault)
+
+
+@pytest.fixture()
+def app_role(accounts: str) -> Iterator[str]:
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(accounts, autocommit=True) as c:
+        c.execute(f"create role {role} login")
+        c.execute(f"alter role {role} set work_mem = '1MB'")
+    yield role
+    with psycopg.connect(accounts, autocommit=True) as c:
+        c.execute("select pg_terminate_backend(pid) from pg_stat_activity where usename = %s", (role,))
+        c.execute(f"drop role {role}")
+
+
+def role_settings(dsn: str, role: str) -> dict[str, str]:
+    with psycopg.connect(dsn.replace("postgres@", f"{role}@"), autocommit=True) as c:
+        return {k: c.execute(f"show {k}").fetchone()[0] for k in ("work_mem", "enable_seqscan")}  # type: ignore[index]
+
+
+def test_slow_role_settings_applied_and_restored(accounts: str, app_role: str, ctx: RunContext) -> None:
+    assert role_settings(accounts, app_role) == {"work_mem": "1MB", "enable_seqscan": "on"}
+    existing = psycopg.connect(accounts.replace("postgres@", f"{app_role}@"), autocommit=True)
+    fault = DbSlow(
+        SlowParams(dsn=accounts, role=app_role, settings={"work_mem": "64kB", "enable_seqscan": False}, reconnect=True),
+        None,
+        ctx,
+    )
+    fault.prepare()
+    rec = fault.record()
+    assert rec["previous_settings"] == {"work_mem": "1MB", "enable_seqscan": None}
+    ev = fault.apply()
+    assert ev["settings"]["work_mem"] == {"before": "1MB", "now": "64kB"}
+    assert ev["reconnected"] == [existing.info.backend_pid]
+    assert not alive(existing)
+    assert role_settings(accounts, app_role) == {"work_mem": "64kB", "enable_seqscan": "off"}
+    out = fault.revert()
+    assert out is not None and out["settings_restored"] == {"work_mem": {"set": "1MB"}, "enable_seqscan": {"reset": True}}
+    assert role_settings(accounts, app_role) == {"work_mem": "1MB", "enable_seqscan": "on"}
+    assert_clean(accounts, fault)
+
+    # crash path: apply, lose the object, restore from the ledger record alone
+    fault2 = DbSlow(SlowParams(dsn=accounts, role=app_role, settings={"work_mem": "64kB"}), None, ctx)
+    fault2.prepare()
+    record = json.loads(json.dumps(fault2.record()))
+    fault2.apply()
+    del fault2
+    assert role_settings(accounts, app_role)["work_mem"] == "64kB"
+    back = DbSlow.revert_record(record, None)
+    assert back is not None and back["settings_restored"] == {"work_mem": {"set": "1MB"}}
+    assert role_settings(accounts, app_role)["work_mem"] == "1MB"
+    assert chaoskit_sessions(accounts) == []
+    existing.close()
+
+
+def test_slow_settings_without_privilege_is_a_clear_error(accounts: str, app_role: str, ctx: RunContext) -> None:
+    weak = accounts.replace("postgres@", f"{app_role}@")
+    fault = DbSlow(SlowParams(dsn=weak, role="postgres", settings={"work_mem": "64kB"}), None, ctx)
+    fault.prepare()
+    with pytest.raises(FaultError, match="not allowed to ALTER ROLE postgres"):
+        fault.apply()
+    assert chaoskit_sessions(accounts) == []
+
+
+# -- db.exhaust --------------------------------------------------------------------------------
+
+
+def client_backends(dsn: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as c:
+        row = c.execute("select count(*) from pg_stat_activity where backend_type = 'client backend'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_exhaust_takes_connections_up_to_max_minus_reserve(accounts: str, app_role: str, ctx: RunContext) -> None:
+    fault = DbExhaust(ExhaustParams(dsn=accounts, reserve=85), None, ctx)
+    ev = fault.apply()
+    assert ev["max_connections"] == 100
+    assert ev["client_connections_now"] == 100 - 85
+    assert client_backends(accounts) == 100 - 85 + 1  # + this observer
+    out = fault.revert()
+    assert out is not None and out["released"] == ev["taken"]
+    assert_clean(accounts, fault)
+
+
+def test_exhaust_with_no_reserve_locks_out_the_app(accounts: str, app_role: str, ctx: RunContext) -> None:
+    """A non-superuser fault DSN takes every slot it can; the app role then cannot connect."""
+    weak = accounts.replace("postgres@", f"{app_role}@")
+    fault = DbExhaust(ExhaustParams(dsn=weak, reserve=0), None, ctx)
+    ev = fault.apply()
+    assert ev["superuser"] is False
+    assert ev["client_connections_now"] == 100 - ev["superuser_reserved_connections"]
+    with pytest.raises(psycopg.OperationalError, match="reserved|too many"):
+        psycopg.connect(weak, application_name="app", connect_timeout=2)
+    fault.revert()
+    with psycopg.connect(weak, application_name="app") as c:
+        assert c.execute("select 1").fetchone() == (1,)
+    assert_clean(accounts, fault)

@@ -200,11 +200,14 @@ class DbSlow(DbFault):
                     ev["reconnected"] = self._reconnect()
             if p.tables:
                 self.holder = self.open()
-                self._stall_once()  # fail now, clearly, if the tables cannot be locked
+                # the first stall starts here, so a table that cannot be locked fails apply clearly
+                first = self._lock_tables()
                 self.sampler = Sampler(
                     self.monitor, {self.holder.info.backend_pid}, 0.05, self.ctx, self.name
                 ).start()
-                self._thread = threading.Thread(target=self._loop, name="chaoskit-db.slow", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._loop, args=(first,), name="chaoskit-db.slow", daemon=True
+                )
                 self._thread.start()
                 ev["stalls"] = {"tables": p.tables, "mode": p.mode.upper(), "stall_ms": round(p.stall * 1000), "period_ms": round(p.period * 1000)}
         except FaultError:
@@ -260,12 +263,11 @@ class DbSlow(DbFault):
         self.changed.clear()
         return done
 
-    def _stall_once(self) -> bool:
-        """One stall: lock the tables for ``stall`` seconds. False when the lock was not free."""
+    def _lock_tables(self) -> bool:
+        """Begin one stall: lock the tables. False when they were not free within lock_timeout."""
         p = self.params
         assert self.holder is not None and p.tables
         names = sql.SQL(", ").join(qualified(t) for t in p.tables)
-        t = time.monotonic()
         try:
             self.holder.execute("BEGIN")
             self.holder.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(ms(p.lock_timeout))))
@@ -277,25 +279,30 @@ class DbSlow(DbFault):
         except psycopg.Error as exc:
             rollback_quietly(self.holder)
             raise self.error("locking the tables failed", exc) from None
-        self._stop.wait(p.stall)
-        rollback_quietly(self.holder)
-        self.stalls += 1
-        self.stall_ms += (time.monotonic() - t) * 1000
         return True
 
-    def _loop(self) -> None:
+    def _loop(self, locked: bool) -> None:
+        """Hold each stall for ``stall``, pause ``period - stall``, repeat until stopped or done."""
         p = self.params
         end = time.monotonic() + p.duration if p.duration is not None else None
-        while not self._stop.wait(p.period - p.stall):
+        assert self.holder is not None
+        while True:
+            if locked:
+                t = time.monotonic()
+                stopped = self._stop.wait(p.stall)
+                rollback_quietly(self.holder)
+                self.stalls += 1
+                self.stall_ms += (time.monotonic() - t) * 1000
+                if stopped:
+                    return
+            if self._stop.wait(p.period - p.stall):
+                return
             if end is not None and time.monotonic() >= end:
                 return
             try:
-                self._stall_once()
+                locked = self._lock_tables()
             except FaultError as exc:
                 self._error = str(exc)
-                return
-            except psycopg.Error as exc:  # pragma: no cover - connection lost mid-loop
-                self._error = clean_error(exc, p.dsn)
                 return
 
     def revert(self) -> dict[str, Any] | None:

@@ -176,7 +176,11 @@ class DbTerminate(DbFault):
         p = self.params
         every = p.every if p.every is not None else 1.0
         end = self._t0 + p.duration if p.duration is not None else None
-        while not self._stop.wait(every):
+        k = 0
+        while True:
+            k += 1  # fixed rate: a slow pass does not push the later ones back
+            if self._stop.wait(max(0.0, self._t0 + k * every - time.monotonic())):
+                return
             if p.repeat is not None and self.passes >= p.repeat:
                 return
             if end is not None and time.monotonic() >= end:
