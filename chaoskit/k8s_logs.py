@@ -74,10 +74,7 @@ class PodLogFollower:
         self._stop.set()
         with self._lock:
             for resp in self._responses:
-                try:
-                    resp.close()
-                except Exception:  # noqa: BLE001 - closing from another thread is best effort
-                    pass
+                _shutdown(resp)
 
     @property
     def stopped(self) -> bool:
@@ -86,6 +83,15 @@ class PodLogFollower:
     def __iter__(self) -> Iterator[tuple[float, str]]:
         for ts, _pod, line in self.iter_with_pod():
             yield ts, line
+
+    def pump_into(self, out: Any) -> None:
+        """Feed (pod, line, monotonic read time) into queue ``out``, like the compose follower."""
+
+        def pump() -> None:
+            for _ts, pod, line in self.iter_with_pod():
+                out.put((pod, line, time.monotonic()))
+
+        threading.Thread(target=pump, name="k8s-log-pump", daemon=True).start()
 
     def iter_with_pod(self) -> Iterator[tuple[float, str, str]]:
         """Like iterating, with the pod name: (timestamp, pod, line)."""
@@ -192,3 +198,21 @@ class PodLogFollower:
             state["ns"], state["seen"] = ns, set()
         state["seen"].add(line)
         self._q.put((ts, pod, line))
+
+
+def _shutdown(resp: Any) -> None:
+    """Wake a reader blocked in recv. ``close()`` from another thread would wait for the
+    buffered reader's lock (i.e. until the read times out); ``shutdown`` ends the recv now."""
+    import socket
+
+    candidates = [
+        getattr(getattr(resp, "_connection", None), "sock", None),
+        getattr(getattr(getattr(getattr(resp, "_fp", None), "fp", None), "raw", None), "_sock", None),
+    ]
+    for sock in candidates:
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+                return
+            except OSError:
+                continue

@@ -254,15 +254,18 @@ class KubernetesBackend(Backend):
         except (HTTPError, OSError) as exc:
             raise TargetError(f"cannot reach the Kubernetes API ({self.describe()}): {exc}") from None
 
-    def find(self, sel: Selection) -> list[Instance]:
+    def find(self, sel: Selection, running: bool | None = True) -> list[Instance]:
+        """Pods of ``sel``. running=True: Running and not terminating; False: the others; None: all."""
         pods = self.list_pods(self.selector_for(sel))
         out = []
         for pod in pods:
-            if pod.metadata.deletion_timestamp is not None:
-                continue  # terminating: already on its way out
-            if pod.status is not None and pod.status.phase in ("Succeeded", "Failed"):
-                continue
-            out.append(self.instance(pod, sel.container))
+            is_running = (
+                pod.metadata.deletion_timestamp is None
+                and pod.status is not None
+                and pod.status.phase == "Running"
+            )
+            if running is None or running == is_running:
+                out.append(self.instance(pod, sel.container))
         return out
 
     def instance(self, pod: Any, container: str | None = None) -> Instance:
@@ -341,14 +344,24 @@ class KubernetesBackend(Backend):
     def follow_logs(
         self,
         sel: Selection,
+        out: Any = None,
         since: float | None = None,
         container: str | None = None,
     ) -> Any:
-        """A stoppable iterator of (timestamp, line) over the logs of every pod ``sel`` matches,
-        following replacements as they appear (see chaoskit.k8s_logs)."""
+        """Follow the logs of every pod ``sel`` matches, replacements included.
+
+        Same shape as the compose backend: with a queue ``out`` it puts (pod name, line,
+        monotonic read time) into it; without, iterate the follower for (timestamp, line).
+        ``stop()`` ends it either way (see chaoskit.k8s_logs)."""
         from chaoskit.k8s_logs import PodLogFollower
 
-        return PodLogFollower(self, self.selector_for(sel), container=container or sel.container, since=since)
+        selector = self.selector_for(sel)
+        if not self.list_pods(selector):
+            raise TargetError(f"no pod matches {selector} in {self.describe()} to follow")
+        follower = PodLogFollower(self, selector, container=container or sel.container, since=since)
+        if out is not None:
+            follower.pump_into(out)
+        return follower
 
     def close(self) -> None:
         try:

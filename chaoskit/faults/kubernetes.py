@@ -20,11 +20,12 @@ import shlex
 import signal as _signal
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from chaoskit import registry
+from chaoskit.backends.base import Selection
 from chaoskit.backends.kubernetes import (
     MANAGED_BY,
     MANAGED_BY_VALUE,
@@ -235,7 +236,8 @@ class ContainerKillParams(FaultParams):
         "exec", description="exec: `kill` inside the container; delete: delete the pod (grace_period)"
     )
     grace_period: int = Field(0, ge=0, description="for method delete")
-    verify: Duration = Field(10.0, description="wait this long for the restart to show (0: don't)")
+    await_exit: Duration = Field(10.0, description="wait this long for the restart to show (0: don't)")
+    via: Literal["auto"] = Field("auto", description="compose-only choice; only auto on kubernetes")
 
     @field_validator("signal")
     @classmethod
@@ -273,12 +275,12 @@ class ContainerKill(_K8sFault):
                 raise FaultError(f"kill -s {sig} 1 in {inst.name}/{container} failed (rc {rc}): {text.strip()}")
             ev: dict[str, Any] = {"pod": inst.name, "container": container, "signal": p.signal,
                                   "restarts_before": before}
-            if p.verify > 0:
-                after = _wait_restart(b, inst.name, inst.id, container, before, p.verify)
+            if p.await_exit > 0:
+                after = _wait_restart(b, inst.name, inst.id, container, before, p.await_exit)
                 if after is None:
                     raise FaultError(
                         f"{p.signal} sent to PID 1 of {inst.name}/{container} but it did not restart "
-                        f"within {p.verify:g}s: PID 1 ignores signals it has no handler for when they "
+                        f"within {p.await_exit:g}s: PID 1 ignores signals it has no handler for when they "
                         "come from inside its PID namespace; use method: delete for a hard kill"
                     )
                 ev["restarts_after"] = after
@@ -390,42 +392,112 @@ class ContainerPause(_K8sFault):
 
 
 class NetworkPartitionParams(FaultParams):
-    direction: Literal["both", "ingress", "egress"] = "both"
-    peers: list[str] | None = Field(
-        None, description="cut only these services (app labels) of the namespace; default: everything"
-    )
+    """The compose keys (between / from+to / ports / protocol / mode), plus: with none of
+    between/from/to, the step's target pods are isolated from everything."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    between: list[list[str]] | None = Field(None, description="groups of services; cut both ways")
+    from_: list[str] | None = Field(None, alias="from", description="one-way: from these services")
+    to: list[str] | None = Field(None, description="one-way: to these services")
+    direction: Literal["both", "ingress", "egress"] = Field("both", description="target mode only")
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] | None = Field(None, max_length=15)
+    protocol: Literal["tcp", "udp", "all"] | None = None
+    mode: Literal["drop", "reject"] = Field("drop", description="on kubernetes the CNI decides; recorded only")
     allow_dns: bool = Field(True, description="keep DNS egress (port 53) open so failures stay network-shaped")
     duration: Duration | None = None
+    via: Literal["auto"] = "auto"
+
+    @model_validator(mode="after")
+    def _shape(self) -> NetworkPartitionParams:
+        one_way = self.from_ is not None or self.to is not None
+        if self.between is not None and one_way:
+            raise ValueError("give either between: or from:/to:, not both")
+        if one_way and not (self.from_ and self.to):
+            raise ValueError("a one-way partition needs both from: and to: (non-empty)")
+        if self.between is not None and (len(self.between) < 2 or any(not g for g in self.between)):
+            raise ValueError("between: needs at least two non-empty groups of services")
+        groups = self.groups()
+        flat = [x for g in groups for x in g]
+        if len(flat) != len(set(flat)):
+            raise ValueError("a service may appear in only one group")
+        if self.ports and self.protocol == "all":
+            raise ValueError("ports need protocol tcp or udp")
+        if self.ports and self.protocol is None:
+            self.protocol = "tcp"
+        return self
+
+    def groups(self) -> list[list[str]]:
+        if self.between is not None:
+            return self.between
+        if self.from_ is not None or self.to is not None:
+            return [self.from_ or [], self.to or []]
+        return []
+
+
+def _still_allowed_ports(protocol: str | None, ports: list[int] | None) -> list[dict[str, Any]] | None:
+    """Ports a cut peer may still use (None: none). NetworkPolicies can only allow, so cutting
+    port 5432 means allowing 1-5431 and 5433-65535 (``endPort``, Kubernetes >= 1.25)."""
+    if protocol in (None, "all") and not ports:
+        return None
+    cut = {"tcp": ["TCP"], "udp": ["UDP"]}.get(protocol or "", ["TCP", "UDP"])
+    out: list[dict[str, Any]] = [
+        {"protocol": pr, "port": 1, "endPort": 65535} for pr in ("TCP", "UDP") if pr not in cut
+    ]
+    for pr in cut if ports else []:
+        lo = 1
+        for port in sorted(set(ports or [])):
+            if port > lo:
+                out.append({"protocol": pr, "port": lo, "endPort": port - 1} if port - 1 > lo else {"protocol": pr, "port": lo})
+            lo = port + 1
+        if lo <= 65535:
+            out.append({"protocol": pr, "port": lo, "endPort": 65535} if lo < 65535 else {"protocol": pr, "port": lo})
+    return out
+
+
+def _everyone_but(namespace: str, services: list[str]) -> list[dict[str, Any]]:
+    return [
+        {"podSelector": {"matchExpressions": [{"key": "app", "operator": "NotIn", "values": sorted(services)}]}},
+        {
+            "namespaceSelector": {
+                "matchExpressions": [
+                    {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": [namespace]}
+                ]
+            }
+        },
+    ]
+
+
+_DNS = {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
 
 
 def partition_policy(
-    namespace: str, name: str, token: str, run_label: str, p: NetworkPartitionParams
+    namespace: str,
+    name: str,
+    run_label: str,
+    pod_selector: dict[str, Any],
+    types: list[str],
+    cut: list[str] | None,
+    p: NetworkPartitionParams,
 ) -> dict[str, Any]:
-    """The NetworkPolicy body. NetworkPolicies only *allow*: selecting a pod with an empty rule
-    list denies that direction; ``peers`` become "allow everyone except these"."""
-    types = {"both": ["Ingress", "Egress"], "ingress": ["Ingress"], "egress": ["Egress"]}[p.direction]
-    spec: dict[str, Any] = {
-        "podSelector": {"matchLabels": {FAULT_LABEL_PREFIX + token: "true"}},
-        "policyTypes": types,
-    }
-    allow_others: list[dict[str, Any]] = []
-    if p.peers:
-        allow_others = [
-            {"podSelector": {"matchExpressions": [{"key": "app", "operator": "NotIn", "values": sorted(p.peers)}]}},
-            {
-                "namespaceSelector": {
-                    "matchExpressions": [
-                        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": [namespace]}
-                    ]
-                }
-            },
-        ]
+    """One NetworkPolicy. Selecting a pod with an empty rule list denies that direction;
+    ``cut`` (services) turns it into "allow everyone except these (on these ports)"."""
+    spec: dict[str, Any] = {"podSelector": pod_selector, "policyTypes": types}
+    rules: list[dict[str, Any]] = []
+    if cut:
+        rules.append({"peers": _everyone_but(namespace, cut)})
+        still = _still_allowed_ports(p.protocol, p.ports)
+        if still:
+            rules.append(
+                {"peers": [{"podSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": sorted(cut)}]}}],
+                 "ports": still}
+            )
     if "Ingress" in types:
-        spec["ingress"] = [{"from": allow_others}] if allow_others else []
+        spec["ingress"] = [{"from": r["peers"], **({"ports": r["ports"]} if "ports" in r else {})} for r in rules]
     if "Egress" in types:
-        egress: list[dict[str, Any]] = [{"to": allow_others}] if allow_others else []
+        egress = [{"to": r["peers"], **({"ports": r["ports"]} if "ports" in r else {})} for r in rules]
         if p.allow_dns:
-            egress.append({"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]})
+            egress.append(_DNS)
         spec["egress"] = egress
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -434,65 +506,114 @@ def partition_policy(
             "name": name,
             "namespace": namespace,
             "labels": {MANAGED_BY: MANAGED_BY_VALUE, RUN_LABEL: run_label, "chaoskit.io/fault": "network.partition"},
-            "annotations": {"chaoskit.io/token": token},
         },
         "spec": spec,
     }
 
 
-class NetworkPartition(_K8sFault):
-    """Isolate pods with a chaoskit-labelled NetworkPolicy (needs a CNI that enforces them).
+def _app_in(services: list[str]) -> dict[str, Any]:
+    return {"matchExpressions": [{"key": "app", "operator": "In", "values": sorted(services)}]}
 
-    The chosen pods get a ``chaoskit.io/fault-<token>`` label and the policy selects exactly
-    that label, so ``mode: one`` cuts one pod, not the whole service. Policies add up: another
-    policy allowing traffic to these pods punches a hole, which the evidence reports.
+
+class NetworkPartition(_K8sFault):
+    """Partition with chaoskit-labelled NetworkPolicies (needs a CNI that enforces them).
+
+    ``between`` / ``from``+``to`` name services (``app`` labels) like on compose; the policies
+    select by label, so replacement pods stay partitioned. Without them, the step's target pods
+    are labelled ``chaoskit.io/fault-<token>`` and isolated, so ``mode: one`` cuts one pod.
+    Policies add up: another policy allowing traffic to these pods punches a hole, which the
+    evidence reports in ``other_policies``.
     """
 
     name = "network.partition"
-    summary = "Cut pods off the network with a NetworkPolicy."
+    summary = "Cut traffic between services, or isolate pods, with NetworkPolicies."
     Params = NetworkPartitionParams
+    needs_target = False
 
     def prepare(self) -> None:
-        super().prepare()
+        p: NetworkPartitionParams = self.params  # type: ignore[assignment]
         self.token = uuid.uuid4().hex[:10]
-        self.policy_name = f"chaoskit-partition-{self.token}"
+        b = self.backend
+        self.groups = p.groups()
+        if self.groups:
+            self.instances = []
+            for svc in sorted({x for g in self.groups for x in g}):
+                found = b.find(Selection(service=svc), running=None)
+                if not found:
+                    raise TargetError(f"service {svc!r} has no pods in {b.describe()}")
+                self.instances += found
+            n = 1 if p.between is None else len(self.groups)
+            self.policy_names = [f"chaoskit-partition-{self.token}-{i}" for i in range(2 if p.between is None else n)]
+        else:
+            if self.target is None:
+                raise FaultError("network.partition needs between:, from:/to: or a target to isolate")
+            self.instances = b.resolve(self.target, self.ctx.rng)
+            self.policy_names = [f"chaoskit-partition-{self.token}"]
 
     def record(self) -> dict[str, Any]:
         rec = super().record()
-        rec.update(policy=self.policy_name, label=FAULT_LABEL_PREFIX + self.token)
+        rec.update(policies=self.policy_names, label=FAULT_LABEL_PREFIX + self.token)
+        if self.groups:
+            rec["pods"] = []  # nothing is labelled in service mode
         return rec
+
+    def policies(self, run_label: str) -> list[dict[str, Any]]:
+        p: NetworkPartitionParams = self.params  # type: ignore[assignment]
+        ns = self.backend.namespace
+        if not self.groups:
+            types = {"both": ["Ingress", "Egress"], "ingress": ["Ingress"], "egress": ["Egress"]}[p.direction]
+            sel = {"matchLabels": {FAULT_LABEL_PREFIX + self.token: "true"}}
+            cut_all = None
+            return [partition_policy(ns, self.policy_names[0], run_label, sel, types, cut_all, p)]
+        if p.between is not None:
+            out = []
+            for i, g in enumerate(self.groups):
+                others = [x for j, o in enumerate(self.groups) if j != i for x in o]
+                out.append(partition_policy(ns, self.policy_names[i], run_label, _app_in(g), ["Ingress", "Egress"], others, p))
+            return out
+        src, dst = self.groups
+        return [
+            partition_policy(ns, self.policy_names[0], run_label, _app_in(src), ["Egress"], dst, p),
+            partition_policy(ns, self.policy_names[1], run_label, _app_in(dst), ["Ingress"], src, p),
+        ]
 
     def apply(self) -> dict[str, Any]:
         b = self.backend
         run_label = label_value(self.ctx.run_id)
         key = FAULT_LABEL_PREFIX + self.token
         labelled = []
+        bodies = self.policies(run_label)
         try:
-            for inst in self.instances:
-                b.check_owned(inst)
-                b.core.patch_namespaced_pod(
-                    inst.name, b.namespace, {"metadata": {"labels": {key: "true", RUN_LABEL: run_label}}}
-                )
-                labelled.append(inst.name)
-            body = partition_policy(b.namespace, self.policy_name, self.token, run_label, self.params)  # type: ignore[arg-type]
-            b.net.create_namespaced_network_policy(b.namespace, body)
+            if not self.groups:
+                for inst in self.instances:
+                    b.check_owned(inst)
+                    b.core.patch_namespaced_pod(
+                        inst.name, b.namespace, {"metadata": {"labels": {key: "true", RUN_LABEL: run_label}}}
+                    )
+                    labelled.append(inst.name)
+            for body in bodies:
+                b.net.create_namespaced_network_policy(b.namespace, body)
         except _api_exc() as exc:
             raise FaultError(f"network.partition failed: {api_error_message(exc)}") from None
-        return {
-            "policy": self.policy_name,
+        ev: dict[str, Any] = {
+            "policies": [x["metadata"]["name"] for x in bodies],
             "pods": labelled,
-            "spec": body["spec"],
+            "specs": [x["spec"] for x in bodies],
             "other_policies": _other_policies(b, self.instances),
         }
+        if self.params.mode == "reject":  # type: ignore[attr-defined]
+            ev["note"] = "on kubernetes the CNI decides whether cut packets are dropped or rejected"
+        return ev
 
     @classmethod
     def revert_record(cls, record: dict[str, Any], ctx: RunContext | None) -> dict[str, Any] | None:
         b = backend_for(ctx, record)
-        removed = _delete_policy(b, record.get("policy"))
+        names = record.get("policies") or ([record["policy"]] if record.get("policy") else [])
+        removed = [n for n in names if _delete_policy(b, n)]
         unlabelled = [
             pod["name"] for pod in _pods_of(record) if _strip_pod_marks(b, pod["name"], [record.get("label")])
         ]
-        return {"policy": record.get("policy"), "removed": removed, "unlabelled": unlabelled}
+        return {"policies": names, "removed": removed, "unlabelled": unlabelled}
 
 
 def _other_policies(b: KubernetesBackend, instances: list[Any]) -> list[str]:
@@ -684,58 +805,93 @@ def _end_ephemeral(b: KubernetesBackend, pod: str, ec: str | None, revert_cmd: s
 
 
 class _NetParams(FaultParams):
-    interface: str = Field("eth0", pattern=r"^[A-Za-z0-9_.@-]{1,15}$")
+    interface: str | None = Field(None, pattern=r"^[A-Za-z0-9_.@-]{1,15}$", description="default eth0")
     image: str = Field(DEFAULT_TOOLS_IMAGE, description="image with tc and iptables for the debug container")
     image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
     max_hold: Duration = Field(3600.0, gt=0, description="the container reverts by itself after this")
     duration: Duration | None = None
+    to: list[str] | None = Field(None, description="compose-only for now: refused on kubernetes")
+    via: Literal["auto"] = "auto"
+
+    @model_validator(mode="after")
+    def _no_to(self) -> _NetParams:
+        if self.to:
+            raise ValueError("`to:` is not supported on kubernetes yet (the fault applies to all pod traffic)")
+        return self
+
+    @property
+    def dev(self) -> str:
+        return shlex.quote(self.interface or "eth0")
 
 
 class NetworkLatencyParams(_NetParams):
-    latency: Duration = Field(..., description="added delay, e.g. 200ms")
+    delay: Duration = Field(..., description="added delay, e.g. 200ms")
     jitter: Duration | None = None
+    correlation: float | None = Field(None, ge=0, le=100)
 
 
 class NetworkLatency(_EphemeralNetFault):
     name = "network.latency"
-    summary = "Delay a pod's traffic with tc netem from an ephemeral NET_ADMIN container."
+    summary = "Delay a pod's egress with tc netem from an ephemeral NET_ADMIN container."
     Params = NetworkLatencyParams
 
     def apply_cmds(self) -> str:
         p: NetworkLatencyParams = self.params  # type: ignore[assignment]
-        delay = f"{p.latency * 1000:.0f}ms"
-        jitter = f" {p.jitter * 1000:.0f}ms" if p.jitter else ""
-        return f"tc qdisc add dev {shlex.quote(p.interface)} root netem delay {delay}{jitter}"
+        args = f"delay {p.delay * 1000:.3f}ms"
+        if p.jitter:
+            args += f" {p.jitter * 1000:.3f}ms"
+            if p.correlation is not None:
+                args += f" {p.correlation}%"
+        return f"tc qdisc add dev {p.dev} root netem {args}"
 
     def revert_cmds(self) -> str:
         p: NetworkLatencyParams = self.params  # type: ignore[assignment]
-        return f"tc qdisc del dev {shlex.quote(p.interface)} root 2>/dev/null || true"
+        return f"tc qdisc del dev {p.dev} root 2>/dev/null || true"
 
 
 class NetworkLossParams(_NetParams):
     percent: float = Field(..., gt=0, le=100, description="share of packets dropped")
+    direction: Literal["egress", "ingress", "both"] = "egress"
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] | None = Field(None, max_length=15)
+    protocol: Literal["tcp", "udp", "all"] | None = None
+
+    @model_validator(mode="after")
+    def _proto(self) -> NetworkLossParams:
+        if self.ports and self.protocol == "all":
+            raise ValueError("ports need protocol tcp or udp")
+        if self.ports and self.protocol is None:
+            self.protocol = "tcp"
+        return self
 
 
 class NetworkLoss(_EphemeralNetFault):
     name = "network.loss"
-    summary = "Drop a share of a pod's packets with iptables statistic from an ephemeral container."
+    summary = "Drop a share of a pod's packets (iptables statistic) from an ephemeral container."
     Params = NetworkLossParams
 
-    def _rule(self, chain: str) -> str:
+    def _rules(self) -> list[str]:
         p: NetworkLossParams = self.params  # type: ignore[assignment]
-        prob = f"{p.percent / 100:.4f}"
-        return (
-            f"{chain} -i {shlex.quote(p.interface)}" if chain == "INPUT" else f"{chain} -o {shlex.quote(p.interface)}"
-        ) + f" -m statistic --mode random --probability {prob} -m comment --comment chaoskit-{self.token} -j DROP"
+        match = ""
+        if p.protocol and p.protocol != "all":
+            match += f" -p {p.protocol}"
+        if p.ports:
+            match += " -m multiport --ports " + ",".join(str(x) for x in p.ports)
+        tail = (
+            f"{match} -m statistic --mode random --probability {p.percent / 100:.6f}"
+            f" -m comment --comment chaoskit-{self.token} -j DROP"
+        )
+        rules = []
+        if p.direction in ("egress", "both"):
+            rules.append(f"OUTPUT -o {p.dev}{tail}")
+        if p.direction in ("ingress", "both"):
+            rules.append(f"INPUT -i {p.dev}{tail}")
+        return rules
 
     def apply_cmds(self) -> str:
-        return f"iptables -w -A {self._rule('INPUT')}; iptables -w -A {self._rule('OUTPUT')}"
+        return "; ".join(f"iptables -w -A {r}" for r in self._rules())
 
     def revert_cmds(self) -> str:
-        return (
-            f"iptables -w -D {self._rule('INPUT')} 2>/dev/null || true; "
-            f"iptables -w -D {self._rule('OUTPUT')} 2>/dev/null || true"
-        )
+        return "; ".join(f"iptables -w -D {r} 2>/dev/null || true" for r in self._rules())
 
 
 # --- dispatch and crash cleanup -------------------------------------------------------------
