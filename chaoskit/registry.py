@@ -68,12 +68,14 @@ class Registry(Generic[T]):
 
     def register(self, name: str) -> Callable[[T], T]:
         def deco(obj: T) -> T:
-            self._items[name] = obj
+            self.add(name, obj)
             return obj
 
         return deco
 
     def add(self, name: str, obj: T) -> None:
+        if isinstance(obj, type) and not getattr(obj, "name", ""):
+            obj.name = name  # type: ignore[attr-defined]  # classes know their registered name
         self._items[name] = obj
 
     def _import(self, mod: str) -> None:

@@ -118,17 +118,29 @@ def fresh_db(postgres) -> Iterator[str]:
 STACKS = os.path.join(os.path.dirname(__file__), "stacks")
 
 
-@pytest.fixture(scope="module")
-def simple_stack(docker_client, base_image) -> Iterator[dict]:
-    """tests/stacks/simple brought up through chaoskit.stack under a unique project name."""
+def _stack(docker_client, name: str) -> Iterator[dict]:
     from chaoskit import stack
 
     project = f"ckt{uuid.uuid4().hex[:8]}"
-    path = os.path.join(STACKS, "simple")
+    path = os.path.join(STACKS, name)
     stack.up(path, project=project, build=False, timeout=90)
     ips = {}
     for c in docker_client.containers.list(filters={"label": f"com.docker.compose.project={project}"}):
         nets = c.attrs["NetworkSettings"]["Networks"]
         ips[c.labels["com.docker.compose.service"]] = next(iter(nets.values()))["IPAddress"]
-    yield {"project": project, "path": path, "ips": ips}
-    stack.down(project, path)
+    try:
+        yield {"project": project, "path": path, "ips": ips}
+    finally:
+        stack.down(project, path)
+
+
+@pytest.fixture(scope="module")
+def simple_stack(docker_client, base_image) -> Iterator[dict]:
+    """tests/stacks/simple (an HTTP app + a worker logging op.begin/op.end), unique project."""
+    yield from _stack(docker_client, "simple")
+
+
+@pytest.fixture(scope="module")
+def multi_stack(docker_client, base_image) -> Iterator[dict]:
+    """tests/stacks/multi: three replicas of service `pod`, unique project."""
+    yield from _stack(docker_client, "multi")

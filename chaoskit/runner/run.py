@@ -230,10 +230,14 @@ class Runner:
             monitor.start()
         try:
             self._steps(exp.method, "method")
+        except _StopMethod:
+            if not self.guard_failure:
+                raise
         finally:
             if monitor:
                 monitor.stop()
         if self.guard_failure:
+            self.ctx.stop.clear()  # the guard stopped the method; rollbacks still run
             self._deviate(self.guard_failure)
             return
         self._check_stop()
@@ -430,7 +434,11 @@ class Runner:
                     trigger.close()
 
     def _apply(self, fault: Any, plan: FaultPlan, rec: dict[str, Any], firing: Any, trigger: Any) -> None:
-        record = fault.record() | {"backend": getattr(self.ctx.backend, "kind", None), "step": plan.id}
+        record = fault.record() | {
+            "fault": plan.spec.kind_name,
+            "backend": getattr(self.ctx.backend, "kind", None),
+            "step": plan.id,
+        }
         if self.ctx.backend is not None and self.ctx.backend.kind == "compose":
             record["project"] = self.ctx.backend.project  # type: ignore[attr-defined]
         entry = self.ledger.add(record) if fault.reversible else None
