@@ -253,3 +253,74 @@ def test_partition_ipv6(docker_client, base_image) -> None:
         assert _chaoskit_rules(s6, "a") == [] and _chaoskit_rules(s6, "b") == []
     finally:
         remove_stack(s6)
+
+
+def _cli(*args: str, state_dir: Any, popen: bool = False) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, CHAOSKIT_STATE_DIR=str(state_dir))
+    cmd = [sys.executable, "-m", "chaoskit", *args]
+    if popen:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _wait_for_rules(stack_, svc: str, timeout: float = 60.0) -> list[netns.Rule]:  # noqa: F811
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rules = _chaoskit_rules(stack_, svc)
+        if rules:
+            return rules
+        time.sleep(0.2)
+    raise AssertionError(f"no chaoskit rule appeared in {svc}")
+
+
+def test_experiment_partition_then_crash_rollback(stack, docker_client, tmp_path) -> None:  # noqa: F811
+    """Through the real runner: a timed partition heals itself with counter evidence; a runner
+    killed mid-partition leaves a ledger entry that `chaoskit rollback` (a new process) undoes."""
+    import signal
+
+    head = f"chaoskit: 1\ntitle: net\ntarget:\n  compose: {{project: {stack.project}}}\n"
+    timed = tmp_path / "timed.yaml"
+    timed.write_text(head + (
+        "method:\n"
+        "  - {fault: network.partition, name: cut a|b, between: [[a], [b]], mode: reject, duration: 3s}\n"
+    ))
+    state = tmp_path / "state"
+    journal = tmp_path / "j.json"
+    proc = _cli("run", str(timed), "--journal", str(journal), state_dir=state, popen=True)
+    try:
+        _wait_for_rules(stack, "a")
+        assert not stack.can_connect("a", "b", timeout=0.5)  # traffic for the evidence
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    data = json.loads(journal.read_text())
+    (fault,) = data["faults"]
+    assert fault["evidence"]["path"] == "path: nsenter (root on the docker host)"
+    revert = next(s for s in data["steps"] if s["phase"] == "revert")
+    assert revert["evidence"]["took_effect"] is True and revert["evidence"]["packets"] > 0
+    assert _chaoskit_rules(stack, "a") == [] and stack.can_connect("a", "b")
+
+    held = tmp_path / "held.yaml"
+    held.write_text(head + (
+        "method:\n"
+        "  - {fault: network.partition, name: cut a|b, between: [[a], [b]]}\n"
+        "  - pause: 60s\n"
+    ))
+    proc = _cli("run", str(held), state_dir=state, popen=True)
+    try:
+        _wait_for_rules(stack, "b")
+        assert not stack.can_connect("b", "a", timeout=0.5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    assert _chaoskit_rules(stack, "a"), "a SIGKILLed runner reverts nothing itself"
+    r = _cli("rollback", "--all", state_dir=state)
+    assert r.returncode == 0, r.stderr
+    assert "reverted 1, failed 0" in r.stdout
+    assert _chaoskit_rules(stack, "a") == [] and _chaoskit_rules(stack, "b") == []
+    assert stack.can_connect("a", "b") and stack.can_connect("b", "a")
