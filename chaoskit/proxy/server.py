@@ -1,9 +1,9 @@
 """The asyncio TCP fault proxy engine.
 
 Each accepted connection gets two pipes (upstream: client -> server, downstream: server ->
-client). A pipe with no active toxic forwards every chunk straight from ``data_received`` with
-``transport.write`` (one check per chunk, no queue, no task), which is what keeps the no-toxic path
-near socat. As soon as a toxic is attached, chunks go through a per-pipe queue and a worker task
+client). A pipe with no active toxic moves every chunk from a selector callback with ``splice``
+(socket -> kernel pipe -> socket: the bytes never enter Python; one check per chunk, no queue, no
+task), which is what keeps the no-toxic path near socat. As soon as a toxic is attached, chunks go through a per-pipe queue and a worker task
 that runs the toxic chain; when the last toxic goes and the queue drains, the pipe falls back to
 the fast path. The check is per chunk, so a toxic added later applies to connections that were
 already open (a known Toxiproxy gap).
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import fcntl
+import os
 import random
 import socket
 import struct
@@ -32,7 +34,10 @@ from chaoskit.proxy.toxics import Toxic, ToxicError
 
 T = TypeVar("T")
 
-READ_SIZE = 256 * 1024  # large reads: per-chunk overhead is what limits Python throughput
+READ_SIZE = 1024 * 1024  # large moves: per-chunk overhead is what limits Python throughput
+_SPLICE = hasattr(os, "splice") and os.environ.get("CHAOSKIT_PROXY_SPLICE", "1") != "0"
+_SPLICE_FLAGS = (os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK) if _SPLICE else 0
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 QUEUE_HIGH = 4 * 1024 * 1024  # slow path: pause reading above this many queued bytes
 QUEUE_LOW = 1024 * 1024
 
@@ -67,53 +72,63 @@ class ProxyStats:
         return dict(self.__dict__)
 
 
-class _Side(asyncio.Protocol):
-    """One socket of a connection. Reads feed the pipe *from* this side; flow control on
-    writes *to* this side pauses the pipe feeding it."""
+class _Side:
+    """One non-blocking socket of a connection. All selector registrations go through here and
+    become no-ops once it is closed, so a late callback can never touch a reused fd."""
 
-    def __init__(self, conn: Connection, role: str):
+    def __init__(self, conn: Connection, role: str, sock: socket.socket):
         self.conn = conn
         self.role = role  # "client" or "server"
-        self.transport: asyncio.Transport | None = None
-        self.out: Pipe | None = None  # pipe reading from this side
-        self.into: Pipe | None = None  # pipe writing to this side
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.closed = False
+        self.reading = False
+        self.writing = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        if self.role == "client":
-            transport.pause_reading()  # until the upstream connection exists
-            self.conn.client_connected(self)
-        else:
-            transport.set_write_buffer_limits(high=READ_SIZE * 4)
+    def watch_read(self, cb: Callable[[], None]) -> None:
+        if not self.closed and not self.reading:
+            self.conn.loop.add_reader(self.fd, cb)
+            self.reading = True
 
-    def data_received(self, data: bytes) -> None:
-        pipe = self.out
-        if pipe is not None:
-            pipe.feed(data)
+    def unwatch_read(self) -> None:
+        if self.reading and not self.closed:
+            self.conn.loop.remove_reader(self.fd)
+        self.reading = False
 
-    def eof_received(self) -> bool:
-        if self.out is not None:
-            self.out.feed_eof()
-        return True  # keep the other direction open (half-close)
+    def watch_write(self, cb: Callable[[], None]) -> None:
+        if not self.closed and not self.writing:
+            self.conn.loop.add_writer(self.fd, cb)
+            self.writing = True
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.conn.side_lost(self)
+    def unwatch_write(self) -> None:
+        if self.writing and not self.closed:
+            self.conn.loop.remove_writer(self.fd)
+        self.writing = False
 
-    def pause_writing(self) -> None:
-        if self.into is not None:
-            self.into.dst_paused()
-
-    def resume_writing(self) -> None:
-        if self.into is not None:
-            self.into.dst_resumed()
+    def close(self, rst: bool = False) -> None:
+        if self.closed:
+            return
+        self.unwatch_read()
+        self.unwatch_write()
+        self.closed = True
+        if rst:
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+        self.sock.close()
 
 
 _EOF = object()
 
 
 class Pipe:
-    """One direction of one connection, with the toxics that apply to it."""
+    """One direction of one connection, with the toxics that apply to it.
+
+    Fast path (no toxic, nothing queued): on readable, ``splice`` socket -> kernel pipe ->
+    socket, so the bytes never enter Python (falls back to recv/send where splice is absent).
+    While the kernel pipe cannot drain into the destination, reading stops: that is the
+    backpressure. Slow path: ``recv`` into a queue that the worker runs through the toxics."""
 
     def __init__(self, conn: Connection, stream: str, src: _Side, dst: _Side):
         self.conn = conn
@@ -125,22 +140,116 @@ class Pipe:
         self.queued = 0
         self.worker: asyncio.Task[None] | None = None
         self.pause_reasons: set[str] = set()
-        self.can_write = asyncio.Event()
-        self.can_write.set()
         self.changed = asyncio.Event()  # set when toxics change, to cut sleeps short
         self.toxic_state: dict[Toxic, dict[str, Any]] = {}
         self.closed = False
+        self.eof_seen = False  # src sent FIN
+        self.eof_pending = False  # FIN to pass on once the staging area drained
         self.eof_sent = False
+        self._flush_waiters: list[asyncio.Future[None]] = []
         self._bytes_attr = "bytes_upstream" if stream == "upstream" else "bytes_downstream"
+        # staging between read and write: a kernel pipe (splice) or a user buffer
+        self.staged = 0
+        self._kpipe: tuple[int, int] | None = None
+        self._buf: memoryview | None = None
+        self._pending: memoryview | None = None
+        if _SPLICE:
+            r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                fcntl.fcntl(w, _F_SETPIPE_SZ, READ_SIZE)
+            except OSError:
+                pass  # default pipe size (64 KiB) still works, just more wakeups
+            self._kpipe = (r, w)
+        else:
+            self._buf = memoryview(bytearray(READ_SIZE))
 
-    # -- reading side -----------------------------------------------------------------------
-    def feed(self, data: bytes) -> None:
-        if not self.active and self.worker is None:
-            # the fast path: no toxic, nothing queued
-            stats = self.conn.proxy.stats
-            setattr(stats, self._bytes_attr, getattr(stats, self._bytes_attr) + len(data))
-            assert self.dst.transport is not None
-            self.dst.transport.write(data)
+    # -- reading --------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._update_reader()
+
+    def _update_reader(self) -> None:
+        if self.closed or self.eof_seen or self.pause_reasons:
+            self.src.unwatch_read()
+        else:
+            self.src.watch_read(self._on_readable)
+
+    def pause(self, reason: str) -> None:
+        self.pause_reasons.add(reason)
+        self._update_reader()
+
+    def resume(self, reason: str) -> None:
+        self.pause_reasons.discard(reason)
+        self._update_reader()
+
+    def _on_readable(self) -> None:
+        if self.closed:
+            return
+        if self.active or self.worker is not None:
+            self._read_slow()
+            return
+        try:
+            if self._kpipe is not None:
+                n = os.splice(self.src.fd, self._kpipe[1], READ_SIZE, flags=_SPLICE_FLAGS)
+            else:
+                assert self._buf is not None
+                n = self.src.sock.recv_into(self._buf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.conn.close()
+            return
+        if n == 0:
+            self._got_eof()
+            return
+        stats = self.conn.proxy.stats
+        setattr(stats, self._bytes_attr, getattr(stats, self._bytes_attr) + n)
+        self.staged = n
+        if self._buf is not None:
+            self._pending = self._buf[:n]
+        self._flush()
+
+    def _flush(self) -> None:
+        """Move staged bytes to the destination; stop reading while it cannot take them."""
+        while self.staged:
+            try:
+                if self._kpipe is not None:
+                    m = os.splice(self._kpipe[0], self.dst.fd, self.staged, flags=_SPLICE_FLAGS)
+                else:
+                    assert self._pending is not None
+                    m = self.dst.sock.send(self._pending)
+                    self._pending = self._pending[m:]
+            except (BlockingIOError, InterruptedError):
+                self.pause("dst")
+                self.dst.watch_write(self._on_writable)
+                return
+            except OSError:
+                self.conn.close()
+                return
+            self.staged -= m
+        self.dst.unwatch_write()
+        waiters, self._flush_waiters = self._flush_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+        if self.eof_pending:
+            self.eof_pending = False
+            self._send_eof()
+        self.resume("dst")
+
+    def _on_writable(self) -> None:
+        if not self.closed:
+            self._flush()
+
+    def _read_slow(self) -> None:
+        try:
+            data = self.src.sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.conn.close()
+            return
+        if not data:
+            self._got_eof()
             return
         self.queue.append((self.conn.loop.time(), data))
         self.queued += len(data)
@@ -148,34 +257,17 @@ class Pipe:
             self.pause("queue")
         self._ensure_worker()
 
-    def feed_eof(self) -> None:
+    def _got_eof(self) -> None:
+        self.eof_seen = True
+        self._update_reader()
         if not self.active and self.worker is None:
-            self._send_eof()
+            if self.staged:
+                self.eof_pending = True
+            else:
+                self._send_eof()
             return
         self.queue.append((self.conn.loop.time(), _EOF))
         self._ensure_worker()
-
-    def pause(self, reason: str) -> None:
-        if not self.pause_reasons and self.src.transport is not None:
-            if not self.src.transport.is_closing():
-                self.src.transport.pause_reading()
-        self.pause_reasons.add(reason)
-
-    def resume(self, reason: str) -> None:
-        if reason not in self.pause_reasons:
-            return
-        self.pause_reasons.discard(reason)
-        if not self.pause_reasons and self.src.transport is not None:
-            if not self.src.transport.is_closing():
-                self.src.transport.resume_reading()
-
-    def dst_paused(self) -> None:
-        self.can_write.clear()
-        self.pause("dst")
-
-    def dst_resumed(self) -> None:
-        self.can_write.set()
-        self.resume("dst")
 
     # -- toxics -------------------------------------------------------------------------------
     def attach(self, toxic: Toxic) -> None:
@@ -206,7 +298,7 @@ class Pipe:
             self.worker = self.conn.loop.create_task(self._work())
 
     async def _work(self) -> None:
-        """Drain the queue through the toxic chain; exit when it is empty (feed restarts it)."""
+        """Drain the queue through the toxic chain; exit when it is empty (reads restart it)."""
         try:
             while self.queue and not self.closed:
                 ts, data = self.queue.popleft()
@@ -217,7 +309,7 @@ class Pipe:
                 if self.queued < QUEUE_LOW:
                     self.resume("queue")
                 await self._chain(ts, data, list(self.active), 0)
-        except (ConnectionError, OSError):
+        except OSError:
             self.conn.close()
         finally:
             self.worker = None
@@ -338,24 +430,43 @@ class Pipe:
                 )
             elif toxic.type in ("timeout", "reset_peer") and toxic in self.active:
                 return  # the stream is held: the EOF is swallowed too
-        self._send_eof()
+        if self.staged:
+            self.eof_pending = True
+        else:
+            self._send_eof()
 
     async def _write(self, data: bytes) -> None:
-        if not self.can_write.is_set():
-            await self.can_write.wait()
-        t = self.dst.transport
-        if t is None or t.is_closing():
-            return
-        stats = self.conn.proxy.stats
-        setattr(stats, self._bytes_attr, getattr(stats, self._bytes_attr) + len(data))
-        t.write(data)
+        """Slow-path write: after whatever the fast path staged, wait for room, send it all."""
+        if self.staged:
+            fut = self.conn.loop.create_future()
+            self._flush_waiters.append(fut)
+            await fut
+        view = memoryview(data)
+        while view and not self.closed:
+            try:
+                n = self.dst.sock.send(view)
+            except (BlockingIOError, InterruptedError):
+                fut = self.conn.loop.create_future()
+                self.dst.watch_write(lambda f=fut: f.done() or f.set_result(None))
+                try:
+                    await fut
+                finally:
+                    self.dst.unwatch_write()
+                continue
+            if n == len(view):
+                break
+            view = view[n:]
+        if not self.closed:
+            stats = self.conn.proxy.stats
+            setattr(stats, self._bytes_attr, getattr(stats, self._bytes_attr) + len(data))
 
     def _send_eof(self) -> None:
         self.eof_sent = True
-        t = self.dst.transport
-        if t is not None and not t.is_closing():
-            if t.can_write_eof():
-                t.write_eof()
+        if not self.dst.closed:
+            try:
+                self.dst.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
         self.conn.maybe_finished()
 
     def stop(self) -> None:
@@ -364,47 +475,62 @@ class Pipe:
             if "timer" in state:
                 state["timer"].cancel()
         self.changed.set()
-        self.can_write.set()
+        for w in self._flush_waiters:
+            if not w.done():
+                w.cancel()
+        if self.worker is not None:
+            self.worker.cancel()
+        if self._kpipe is not None:
+            for fd in self._kpipe:
+                os.close(fd)
+            self._kpipe = None
 
 
 class Connection:
     """A proxied TCP connection: the accepted client socket and its upstream socket."""
 
-    def __init__(self, proxy: Proxy):
+    def __init__(self, proxy: Proxy, csock: socket.socket):
         self.proxy = proxy
         self.loop = proxy.server.loop
-        self.client = _Side(self, "client")
-        self.server = _Side(self, "server")
+        self.client = _Side(self, "client", csock)
+        self.server: _Side | None = None
         self.up: Pipe | None = None
         self.down: Pipe | None = None
         self.closed = False
+        self.task: asyncio.Task[None] | None = None
 
-    def client_connected(self, side: _Side) -> None:
+    def start(self) -> None:
         self.proxy.connections.add(self)
         self.proxy.stats.connections_total += 1
         self.proxy.stats.connections_active += 1
-        self.loop.create_task(self._connect_upstream())
+        self.task = self.loop.create_task(self._connect_upstream())
 
     async def _connect_upstream(self) -> None:
         host, port = self.proxy.upstream_addr
+        sock: socket.socket | None = None
         try:
-            await self.loop.create_connection(lambda: self.server, host, port)
-        except OSError:
+            infos = await self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            family, _, _, _, addr = infos[0]
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            await self.loop.sock_connect(sock, addr)
+        except (OSError, IndexError):
+            if sock is not None:
+                sock.close()
             self.proxy.stats.connect_failures += 1
             self.close()
             return
         if self.closed:
-            self.close()
+            sock.close()
             return
+        _tune(sock)
+        self.server = _Side(self, "server", sock)
         self.up = Pipe(self, "upstream", self.client, self.server)
         self.down = Pipe(self, "downstream", self.server, self.client)
-        self.client.out, self.server.into = self.up, self.up
-        self.server.out, self.client.into = self.down, self.down
         for toxic in self.proxy.toxics.values():
             self.offer(toxic)
-        assert self.client.transport is not None
-        if not self.client.transport.is_closing():
-            self.client.transport.resume_reading()
+        self.up.start()
+        self.down.start()
 
     def offer(self, toxic: Toxic) -> None:
         """Draw the toxicity for this connection and attach the toxic if it applies."""
@@ -423,57 +549,35 @@ class Connection:
                 pipe.detach(toxic)
 
     def maybe_finished(self) -> None:
-        if (
-            self.up is not None
-            and self.down is not None
-            and self.up.eof_sent
-            and self.down.eof_sent
-        ):
-            self.close()
+        if self.up is not None and self.down is not None:
+            if self.up.eof_sent and self.down.eof_sent:
+                self.close()
 
-    def side_lost(self, side: _Side) -> None:
-        # one socket is gone: flush what the other side may still take, then close it
-        self.close()
-
-    def close(self) -> None:
+    def close(self, rst: bool = False) -> None:
         if self.closed:
             return
         self.closed = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
         for pipe in (self.up, self.down):
             if pipe is not None:
                 pipe.stop()
         for side in (self.client, self.server):
-            if side.transport is not None and not side.transport.is_closing():
-                side.transport.close()
-        self._forget()
-
-    def reset(self) -> None:
-        """Close both sockets with SO_LINGER 0: the peers see a TCP RST."""
-        if self.closed:
-            return
-        for side in (self.client, self.server):
-            t = side.transport
-            if t is None:
-                continue
-            sock = t.get_extra_info("socket")
-            if sock is not None:
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                except OSError:
-                    pass
-        self.closed = True
-        for pipe in (self.up, self.down):
-            if pipe is not None:
-                pipe.stop()
-        for side in (self.client, self.server):
-            if side.transport is not None:
-                side.transport.abort()
-        self._forget()
-
-    def _forget(self) -> None:
+            if side is not None:
+                side.close(rst)
         if self in self.proxy.connections:
             self.proxy.connections.discard(self)
             self.proxy.stats.connections_active -= 1
+
+    def reset(self) -> None:
+        """Close both sockets with SO_LINGER 0: the peers see a TCP RST."""
+        self.close(rst=True)
+
+
+def _tune(sock: socket.socket) -> None:
+    sock.setblocking(False)
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 @dataclass(eq=False)
@@ -488,31 +592,53 @@ class Proxy:
     toxics: dict[str, Toxic] = field(default_factory=dict)
     stats: ProxyStats = field(default_factory=ProxyStats)
     connections: set[Connection] = field(default_factory=set)
-    _srv: asyncio.Server | None = None
+    _lsock: socket.socket | None = None
 
     @property
     def upstream_addr(self) -> tuple[str, int]:
         return split_hostport(self.upstream, "upstream")
 
     async def start(self) -> None:
-        if self._srv is not None:
+        if self._lsock is not None:
             return
         host, port = split_hostport(self.listen, "listen")
+        loop = self.server.loop
         try:
-            self._srv = await self.server.loop.create_server(
-                lambda: Connection(self).client, host, port, reuse_address=True, backlog=512
+            infos = await loop.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
             )
-        except OSError as exc:
-            raise ProxyError(f"cannot listen on {self.listen}: {exc.strerror or exc}", 500) from exc
-        sockname = self._srv.sockets[0].getsockname()
+            family, _, _, _, addr = infos[0]
+            lsock = socket.create_server(addr, family=family, backlog=512)
+        except (OSError, IndexError) as exc:
+            msg = getattr(exc, "strerror", None) or str(exc)
+            raise ProxyError(f"cannot listen on {self.listen}: {msg}", 500) from exc
+        lsock.setblocking(False)
+        self._lsock = lsock
+        loop.add_reader(lsock.fileno(), self._accept)
+        sockname = lsock.getsockname()
         self.listen = f"{sockname[0]}:{sockname[1]}"
         self.enabled = True
 
+    def _accept(self) -> None:
+        lsock = self._lsock
+        for _ in range(64):  # bounded: never starve the other connections
+            if lsock is None:
+                return
+            try:
+                csock, _ = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # e.g. EMFILE: try again on the next readiness event
+            _tune(csock)
+            Connection(self, csock).start()
+
     async def stop(self) -> None:
         """Stop listening and drop every open connection (Toxiproxy's disable)."""
-        if self._srv is not None:
-            self._srv.close()
-            self._srv = None
+        if self._lsock is not None:
+            self.server.loop.remove_reader(self._lsock.fileno())
+            self._lsock.close()
+            self._lsock = None
         for conn in list(self.connections):
             conn.close()
         self.enabled = False
@@ -674,7 +800,7 @@ class ProxyServer:
         if listen != p.listen or upstream != p.upstream:
             await p.stop()
             p.listen, p.upstream = listen, upstream
-        if enabled and p._srv is None:
+        if enabled and p._lsock is None:
             await p.start()
         elif not enabled and p.enabled:
             await p.stop()
@@ -696,7 +822,7 @@ class ProxyServer:
         for p in self.proxies.values():
             for tname in list(p.toxics):
                 p.remove_toxic(tname)
-            if p._srv is None:
+            if p._lsock is None:
                 await p.start()
 
     def populate(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
