@@ -324,3 +324,21 @@ def test_experiment_partition_then_crash_rollback(stack, docker_client, tmp_path
     assert "reverted 1, failed 0" in r.stdout
     assert _chaoskit_rules(stack, "a") == [] and _chaoskit_rules(stack, "b") == []
     assert stack.can_connect("a", "b") and stack.can_connect("b", "a")
+
+
+def test_loss_to_one_peer_only_and_shaping_faces_the_peer(stack, docker_client) -> None:  # noqa: F811
+    ctx = _ctx(stack, docker_client)
+    f = _fault(nf.Loss, ctx, target="a", percent=100, to=["c"], direction="both", ports=[7000])
+    f.apply()
+    try:
+        assert not stack.can_connect("a", "c", timeout=0.5)
+        assert stack.can_connect("a", "c", 7001)  # another port
+        assert stack.can_connect("a", "b")  # another peer
+    finally:
+        back = f.revert()
+    assert back["took_effect"] is True
+    assert stack.can_connect("a", "c")
+    bw = _fault(nf.Bandwidth, ctx, target="b", rate="1mbit", to=["a"])
+    (ns,) = bw.record()["namespaces"]
+    assert [q["dev"] for q in ns["qdiscs"]] == ["eth0"]
+    assert ns["qdiscs"][0]["args"][:3] == ["tbf", "rate", "1000000bit"]

@@ -253,7 +253,7 @@ class _NetnsFault(Fault):
             for plan in self.plans:
                 c, why = _current(client, plan.as_dict())
                 if c is None:
-                    raise FaultError(f"{self.name}: {plan.name}: {why}")
+                    raise FaultError(f"{self.name}: {plan.name} changed since prepare ({why})")
                 ex = netns.executor_for(c, prefer=self._path, client=client)
                 try:
                     done.append(plan.as_dict())
@@ -274,9 +274,12 @@ class _NetnsFault(Fault):
                     )
                 finally:
                     ex.close()
-        except Exception:
-            # never leave half a fault behind
-            self.revert_record(self.record() | {"namespaces": done}, self.ctx)
+        except Exception as exc:
+            # never leave half a fault behind; the runner's revert (idempotent) tries again
+            try:
+                self.revert_record(self.record() | {"namespaces": done}, self.ctx)
+            except Exception as undo:  # noqa: BLE001 - the original error is the one to report
+                self.ctx.event("fault.undo_failed", fault=self.name, error=str(undo), cause=str(exc))
             raise
         return {"path": self._reason, "marker": self.marker, "namespaces": out}
 
