@@ -172,6 +172,9 @@ class HelperContainerExecutor(NetnsExecutor):
 
         try:
             image = ensure_helper_image(self.client)
+        except FaultError as exc:
+            raise NetnsError(f"{exc} ({self.reason})") from exc
+        try:
             self._helper = self.client.containers.run(
                 image,
                 ["sleep", str(self.LIFETIME_S)],
