@@ -133,7 +133,7 @@ class _Collector:
         self.problems: list[Problem] = []
 
     def add(self, path: tuple, message: str) -> None:
-        self.problems.append(Problem(self.file, self.pos.line(path), _dotted(path), message))
+        self.problems.append(Problem(self.file, self.pos.line(path) or 1, _dotted(path), message))
 
     def pydantic(self, exc: ValidationError, prefix: tuple, data: Any, model: type[BaseModel]) -> None:
         for err in exc.errors(include_url=False):
@@ -267,7 +267,7 @@ def load_experiment(
     try:
         raw, pos = load_with_positions(text)
     except YamlError as exc:
-        raise ExperimentError([Problem(file, exc.line, "", exc.message)]) from None
+        raise ExperimentError([Problem(file, exc.line or 1, "", exc.message)]) from None
     col = _Collector(file, pos)
     if not isinstance(raw, dict):
         col.add((), "an experiment must be a mapping with keys chaoskit, title, method, ...")

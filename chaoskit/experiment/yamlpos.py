@@ -54,7 +54,13 @@ def load_with_positions(text: str) -> tuple[Any, Positions]:
     if node is None:
         return None, pos
     ctor = yaml.SafeLoader("")  # used only to construct scalars with the safe resolver rules
-    return _build(node, (), pos, ctor), pos
+    try:
+        return _build(node, (), pos, ctor), pos
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise YamlError(mark.line + 1 if mark else 1, f"invalid YAML: {exc.problem or exc.context}") from None
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError) as exc:
+        raise YamlError(1, f"invalid YAML: {exc}") from None
 
 
 def _build(node: yaml.Node, path: Path, pos: Positions, ctor: yaml.SafeLoader) -> Any:
