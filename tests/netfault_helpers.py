@@ -66,10 +66,16 @@ class Stack:
         self, src: str, dst: str, port: int = 7000, timeout: float = 1.0, family: int = 4
     ) -> bool:
         """TCP connect from inside container ``src`` to ``dst``."""
-        code, _ = self.containers[src].exec_run(
+        return self.connect_error(src, dst, port, timeout, family) is None
+
+    def connect_error(
+        self, src: str, dst: str, port: int = 7000, timeout: float = 1.0, family: int = 4
+    ) -> str | None:
+        """None when the connect works, else the exception's name (TimeoutError, ConnectionRefusedError)."""
+        code, out = self.containers[src].exec_run(
             ["python3", "-c", CONNECT, self.ip(dst, family), str(port), str(timeout)]
         )
-        return code == 0
+        return None if code == 0 else out.decode().strip() or f"exit {code}"
 
 
 def host_can_connect(ip: str, port: int = 7000, timeout: float = 1.0) -> bool:
