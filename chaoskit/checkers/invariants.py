@@ -1,0 +1,169 @@
+"""Named SQL invariants with exact expectations, all read from one consistent snapshot.
+
+Expectations: ``equals`` (exact: the DB value is compared as int or Decimal, never float),
+``range: [lo, hi]`` (inclusive; ``null`` for open ends), ``zero_rows: true`` (every returned row
+is a violation, reported with its columns), or ``expect: {...}`` holding any one of those.
+An invariant without an expectation means ``zero_rows`` (the convention of
+compose/ledger/invariants.sql).
+
+Invariants files are SQL split on ``-- name: <name>`` headers; ``-- why: ...`` becomes the
+description and an optional ``-- expect: equals 0`` / ``range 0 100`` / ``zero_rows`` header sets
+the expectation.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from chaoskit.checkers.result import MAX_EXAMPLES, CheckResult, finding
+from chaoskit.checkers.sqlutil import CheckerError, exact, run_sql, to_exact_number
+
+
+class Expect(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    equals: Any = None
+    range: list[Any] | None = None
+    zero_rows: bool | None = None
+
+
+class Invariant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    query: str
+    why: str | None = None
+    equals: Any = None
+    range: list[Any] | None = Field(None, min_length=2, max_length=2)
+    zero_rows: bool | None = None
+    expect: Expect | None = None
+
+    @model_validator(mode="after")
+    def _one_expectation(self) -> Invariant:
+        if self.expect is not None:
+            for k in ("equals", "range", "zero_rows"):
+                v = getattr(self.expect, k)
+                if v is not None:
+                    if getattr(self, k) is not None:
+                        raise ValueError(f"{k} given both directly and under expect")
+                    setattr(self, k, v)
+            self.expect = None
+        given = [k for k in ("equals", "range", "zero_rows") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"invariant {self.name!r}: give one of equals, range, zero_rows, not {given}")
+        if not given:
+            self.zero_rows = True
+        if self.equals is not None:
+            self.equals = to_exact_number(self.equals, f"invariant {self.name}: equals")
+        if self.range is not None:
+            if len(self.range) != 2:
+                raise ValueError(f"invariant {self.name!r}: range is [low, high]")
+            self.range = [None if v is None else to_exact_number(v, f"invariant {self.name}: range")
+                          for v in self.range]
+        return self
+
+    def kind(self) -> str:
+        return "equals" if self.equals is not None else "range" if self.range is not None else "zero_rows"
+
+
+_HEADER = re.compile(r"^\s*--\s*(name|why|expect)\s*:\s*(.*?)\s*$", re.I)
+
+
+def load_invariants_file(path: Path | str) -> list[Invariant]:
+    """Split an SQL file on ``-- name:`` headers into invariants."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise CheckerError(f"cannot read invariants file {p}: {exc.strerror}") from None
+    out: list[Invariant] = []
+    cur: dict[str, Any] | None = None
+    body: list[str] = []
+
+    def flush() -> None:
+        if cur is None:
+            return
+        q = "\n".join(body).strip().rstrip(";").strip()
+        if not q:
+            raise CheckerError(f"{p}:{cur['line']}: invariant {cur['name']!r} has no query")
+        kw: dict[str, Any] = {"name": cur["name"], "query": q, "why": cur.get("why")}
+        if cur.get("expect"):
+            kw.update(_parse_expect(cur["expect"], p, cur["line"]))
+        try:
+            out.append(Invariant(**kw))
+        except ValueError as exc:
+            raise CheckerError(f"{p}:{cur['line']}: {exc}") from None
+
+    for lineno, line in enumerate(text.splitlines(), 1):
+        m = _HEADER.match(line)
+        if m and m.group(1).lower() == "name":
+            flush()
+            cur, body = {"name": m.group(2), "line": lineno}, []
+        elif m and cur is not None and not body:
+            cur[m.group(1).lower()] = ((cur.get(m.group(1).lower()) or "") + " " + m.group(2)).strip()
+        elif cur is not None:
+            if body or line.strip() and not line.strip().startswith("--"):
+                body.append(line)
+    flush()
+    if not out:
+        raise CheckerError(f"{p}: no '-- name:' headers found")
+    names = [i.name for i in out]
+    dups = {n for n in names if names.count(n) > 1}
+    if dups:
+        raise CheckerError(f"{p}: duplicate invariant names {sorted(dups)}")
+    return out
+
+
+def _parse_expect(text: str, p: Path, line: int) -> dict[str, Any]:
+    parts = text.replace(",", " ").replace("[", " ").replace("]", " ").split()
+    if parts and parts[0] == "zero_rows":
+        return {"zero_rows": True}
+    if len(parts) == 2 and parts[0] == "equals":
+        return {"equals": parts[1]}
+    if len(parts) == 3 and parts[0] == "range":
+        return {"range": [None if v in ("null", "none") else v for v in parts[1:]]}
+    raise CheckerError(f"{p}:{line}: expect: expected 'zero_rows', 'equals N' or 'range LO HI'")
+
+
+def _scalar(cols: list[str], rows: list[tuple[Any, ...]], name: str) -> int | Decimal | None:
+    if len(rows) != 1 or len(cols) != 1:
+        raise CheckerError(
+            f"invariant {name}: equals/range need a query returning one value, "
+            f"got {len(rows)} rows x {len(cols)} columns")
+    v = exact(rows[0][0])
+    if v is not None and not isinstance(v, int | Decimal):
+        raise CheckerError(f"invariant {name}: expected a number, got {type(v).__name__} {v!r}")
+    return v
+
+
+def check_one(conn: psycopg.Connection, inv: Invariant) -> dict[str, Any]:
+    cols, rows = run_sql(conn, inv.query, what=f"invariant {inv.name}")
+    desc = {"why": inv.why} if inv.why else {}
+    if inv.zero_rows:
+        ok = not rows
+        examples = [dict(zip(cols, (exact(v) for v in r), strict=True)) for r in rows[:MAX_EXAMPLES]]
+        return finding("invariant", inv.name, ok,
+                       "no violating rows" if ok else f"{len(rows)} violating rows",
+                       expect="zero_rows", value=len(rows), count=len(rows), examples=examples, **desc)
+    v = _scalar(cols, rows, inv.name)
+    if inv.equals is not None:
+        ok = v is not None and v == inv.equals
+        return finding("invariant", inv.name, ok, f"value {v} (expected {inv.equals})",
+                       expect={"equals": inv.equals}, value=v, **desc)
+    assert inv.range is not None
+    lo, hi = inv.range
+    ok = v is not None and (lo is None or v >= lo) and (hi is None or v <= hi)
+    return finding("invariant", inv.name, ok, f"value {v} (expected within [{lo}, {hi}])",
+                   expect={"range": [lo, hi]}, value=v, **desc)
+
+
+def check_invariants(conn: psycopg.Connection, invariants: list[Invariant]) -> CheckResult:
+    """Run every invariant; call inside ``consistent_read`` so all see the same snapshot."""
+    res = CheckResult()
+    for inv in invariants:
+        res.add(check_one(conn, inv))
+    return res
