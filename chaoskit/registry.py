@@ -31,7 +31,7 @@ _BUILTINS: dict[str, tuple[str, ...]] = {
         "chaoskit.probes.kubernetes",
     ),
     "expectations": ("chaoskit.expect",),
-    "triggers": ("chaoskit.triggers",),
+    "triggers": ("chaoskit.triggers.timed", "chaoskit.triggers.log", "chaoskit.triggers.poll"),
     "checkers": ("chaoskit.checkers",),
 }
 
@@ -54,6 +54,15 @@ _HINTS: dict[str, tuple[tuple[str, str], ...]] = {
         ("command", "chaoskit.probes.command"),
         ("db.", "chaoskit.probes.db"),
         ("kubernetes.", "chaoskit.probes.kubernetes"),
+    ),
+    "triggers": (
+        ("after", "chaoskit.triggers.timed"),
+        ("at", "chaoskit.triggers.timed"),
+        ("log", "chaoskit.triggers.log"),
+        ("sql", "chaoskit.triggers.poll"),
+        ("http", "chaoskit.triggers.poll"),
+        ("command", "chaoskit.triggers.poll"),
+        ("container", "chaoskit.triggers.poll"),
     ),
 }
 
@@ -105,7 +114,7 @@ class Registry(Generic[T]):
                 self._import(mod)
                 if name in self._items:
                     return self._items[name]
-        if self.kind in ("expectations", "triggers") and not self._items:
+        if self.kind == "expectations" and not self._items:
             for mod in _BUILTINS[self.kind]:
                 self._import(mod)
             if name in self._items:

@@ -17,7 +17,7 @@ from chaoskit.errors import TargetError
 class Selection(BaseModel):
     """Which instances of a service a step hits. ``mode: one`` picks with the run's seeded RNG."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     service: str | None = Field(None, description="compose service name")
     selector: dict[str, str] | None = Field(None, description="label selector (kubernetes)")

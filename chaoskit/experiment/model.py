@@ -12,13 +12,13 @@ from chaoskit.units import Duration
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class _Open(BaseModel):
     """Shared keys plus the plugin's own keys (kept in ``model_extra`` and validated later)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 class ComposeTarget(_Strict):

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 class FaultParams(BaseModel):
     """Base for a fault's own keys. Unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class Fault(ABC):

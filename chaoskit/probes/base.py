@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 class ProbeParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class Probe(ABC):
