@@ -23,16 +23,18 @@ really happened, never assumed.
 from __future__ import annotations
 
 import re
+import socket
+import sys
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, field_validator
 
-from chaoskit import registry
+from chaoskit import netns, registry
 from chaoskit.errors import FaultError
 from chaoskit.faults.base import Fault, FaultParams
-from chaoskit.faults.network import NsPlan, Via, _container, _NetnsFault, _networks
+from chaoskit.faults.network import NsPlan, Via, _container, _docker, _NetnsFault, _networks
 from chaoskit.proxy.server import ProxyServer, shared_server
 from chaoskit.proxy.toxics import TOXIC_TYPES, Toxic, ToxicError
 from chaoskit.units import Duration
@@ -41,6 +43,10 @@ if TYPE_CHECKING:
     from chaoskit.backends.base import Instance, Selection
     from chaoskit.runner.context import RunContext
 
+_PROBE = (
+    "import socket,sys\n"
+    "socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()\n"
+)
 _TO = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.\-]*):(\d{1,5})$")
 PENDING_PORT = 0  # listen port placeholder in the plan until apply starts the listener
 
@@ -109,6 +115,29 @@ class _ProxyFault(_NetnsFault):
         except ToxicError as exc:
             raise FaultError(f"{self.name}: {exc}") from None
         super().prepare()
+        self._check_reachable()
+
+    def _check_reachable(self) -> None:
+        """Each client namespace must reach the host on the gateway, or steering would black-hole
+        its connections: probe with a throwaway listener (the server under test sees nothing)."""
+        client = _docker(self.ctx)
+        for plan in self.plans:
+            gateways = sorted({self.routes[r["route"]]["gateway"] for r in plan.rules})
+            ex = netns.executor_for(plan.container_id, prefer=self._path, client=client)
+            try:
+                py = sys.executable if ex.path == "nsenter" else "python3"
+                for gw in gateways:
+                    with socket.create_server((gw, 0)) as probe:
+                        port = probe.getsockname()[1]
+                        res = ex.run([py, "-c", _PROBE, gw, str(port)], check=False, timeout=15)
+                    if res.returncode != 0:
+                        raise FaultError(
+                            f"{self.name}: {plan.name} cannot reach the host at {gw} (the proxy "
+                            f"listens there): {res.output[-200:] or 'no output'} — a host firewall "
+                            f"dropping INPUT from Docker bridges? ({ex.reason})"
+                        )
+            finally:
+                ex.close()
 
     def _servers(self) -> list[Instance]:
         backend = self.ctx.backend
