@@ -144,3 +144,55 @@ def test_cli_proxy_bad_listen_is_a_clear_error() -> None:
     assert res.exit_code == 2
     assert "host:port" in res.output
     assert "Traceback" not in res.output
+
+
+def test_cli_proxy_serves_the_api_and_stops_on_sigterm(tmp_path, echo: EchoServer) -> None:
+    import json
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    config = tmp_path / "toxiproxy.json"
+    config.write_text(json.dumps([{"name": "echo", "upstream": f"127.0.0.1:{echo.port}"}]))
+    p = subprocess.Popen(
+        [sys.executable, "-m", "chaoskit", "proxy", "--listen", f"127.0.0.1:{port}",
+         "--config", str(config), "--seed", "1"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/proxies", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert p.poll() is None and time.monotonic() < deadline, "proxy did not start"
+                time.sleep(0.1)
+        listen = r.json()["echo"]["listen"]
+        c = connect(listen)
+        assert median_ms(round_trips(c, 5)) < 20
+        c.close()
+    finally:
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=10)
+    assert p.returncode == 0, err
+    assert "proxy echo:" in err and "Traceback" not in err
+
+
+def test_cli_proxy_bad_config_is_a_clear_error(tmp_path) -> None:
+    from chaoskit.cli import main
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    res = CliRunner().invoke(main, ["proxy", "--listen", "127.0.0.1:0", "--config", str(bad)])
+    assert res.exit_code == 2 and "not valid JSON" in res.output
+    bad.write_text('[{"name": "x"}]')
+    res = CliRunner().invoke(main, ["proxy", "--listen", "127.0.0.1:0", "--config", str(bad)])
+    assert res.exit_code == 2 and "upstream" in res.output and "Traceback" not in res.output

@@ -218,9 +218,9 @@ class ApiServer:
         self.httpd.serve_forever()
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        if self._thread is not None:
+        if self._thread is not None:  # shutdown() waits for serve_forever: only if it runs
+            self.httpd.shutdown()
             self._thread.join(5)
             self._thread = None
+        self.httpd.server_close()
         self.engine.close()
