@@ -26,8 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("chaoskit.cli.verify:audit", "The full manual ledger audit as one command."),
     "proxy": ("chaoskit.cli.proxy:proxy", "Run the built-in TCP fault proxy (Toxiproxy API)."),
     "suite": ("chaoskit.cli.suite:suite", "Run many experiments; summary table and JUnit."),
-    "soak": ("chaoskit.cli.suite:soak", "Continuous-monitoring gate with alert rules."),
-    "report": ("chaoskit.cli.suite:report", "Render journals into a self-contained HTML report."),
+    "soak": ("chaoskit.cli.soak_report:soak", "Continuous-monitoring gate with alert rules."),
+    "report": ("chaoskit.cli.soak_report:report", "Render journals into a self-contained HTML report."),
     "gauntlet": ("chaoskit.cli.suite:gauntlet", "Soak -> chaos suite -> audit, stop on the first failing gate."),
 }
 
