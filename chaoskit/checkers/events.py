@@ -102,8 +102,8 @@ def check_link(conn: psycopg.Connection, spec: EventsSpec, link: Link) -> CheckR
     rw = f" where {link.rows_where}" if link.rows_where else ""
     if link.mode == "exists":
         q_ev = (f"select k, count(*) from (select ({link.event_key})::text as k from {ev}) x "
-                f"where k is null or k not in (select ({link.row_key})::text from {link.rows_from}{rw} "
-                f"where ({link.row_key}) is not null) group by k")
+                f"where k is null or not exists (select 1 from (select ({link.row_key})::text as k "
+                f"from {link.rows_from}{rw}) y where y.k = x.k) group by k")
         q_rows = (f"select ({link.row_key})::text as k from {link.rows_from}{rw} except "
                   f"select ({link.event_key})::text from {ev}")
         _, orphan_ev = run_sql(conn, q_ev, what=f"link {link.name}")
@@ -139,7 +139,8 @@ def check_projection(conn: psycopg.Connection, p: Projection) -> CheckResult:
     q = (f"with r as ({p.rebuilt}), s as ({p.stored}) select {keys}, "
          f"case when s.{ident(p.key[0])} is null then 'missing_stored' "
          f"when r.{ident(p.key[0])} is null then 'missing_rebuilt' else 'differs' end, "
-         f"to_jsonb(r), to_jsonb(s) from r full join s on {on} where (r.*) is distinct from (s.*)")
+         f"to_jsonb(r), to_jsonb(s) from r full join s on {on} "
+         f"where to_jsonb(r) is distinct from to_jsonb(s)")
     cols, rows = run_sql(conn, q, what=f"projection {p.name}")
     nk = len(p.key)
     ex = [{"key": list(r[:nk]), "kind": r[nk], "rebuilt": r[nk + 1], "stored": r[nk + 2]}
