@@ -138,7 +138,9 @@ def _services(file: Path) -> list[str]:
     try:
         doc = yaml.safe_load(file.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise StackInputError(f"{file}: not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}" if mark is not None else str(file)
+        raise StackInputError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from exc
     services = doc.get("services") if isinstance(doc, dict) else None
     if not isinstance(services, dict) or not services:
         raise StackInputError(f"{file}: no services defined")
