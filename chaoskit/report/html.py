@@ -42,6 +42,7 @@ svg.timeline, svg.soak-timeline { font: 11px system-ui, "DejaVu Sans", sans-seri
 .grid { stroke: #e9ecef; } .tick { fill: var(--mute); }
 .phase text { fill: #343a40; font-size: 10px; }
 .fault-span { fill: #ff922b; opacity: .13; pointer-events: none; } .fault-span.mark { fill: #c92a2a; opacity: .35; }
+.fault-span.alert { fill: #e03131; opacity: .05; }
 .fault-span.unreverted, .fault-span.revert-failed { fill: #e03131; opacity: .12; }
 .fault-band rect { fill: #ff922b; stroke: #d9480f; } .fault-band text { fill: #fff; font-weight: 700; }
 .fault-band.unreverted rect, .fault-band.revert-failed rect { fill: url(#hatch); stroke: #c92a2a; stroke-width: 2; }

@@ -1,0 +1,64 @@
+"""Bounded-memory time series for a soak that may run for days: points are kept raw until there
+are too many, then neighbours merge pairwise into [t, min, max, last, n] buckets. The report plots
+the min/max envelope and the last value, so a short spike survives any amount of merging."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_POINTS = 600
+
+
+@dataclass
+class Series:
+    points: list[list[float]] = field(default_factory=list)  # [t, min, max, last, n]
+    count: int = 0
+    lo: float | None = None
+    hi: float | None = None
+    last: float | None = None
+
+    def add(self, t: float, v: float) -> None:
+        self.count += 1
+        self.last = v
+        self.lo = v if self.lo is None else min(self.lo, v)
+        self.hi = v if self.hi is None else max(self.hi, v)
+        self.points.append([round(t, 3), v, v, v, 1])
+        if len(self.points) > 2 * MAX_POINTS:
+            self._halve()
+
+    def _halve(self) -> None:
+        merged = []
+        pts = self.points
+        for i in range(0, len(pts) - 1, 2):
+            a, b = pts[i], pts[i + 1]
+            merged.append([a[0], min(a[1], b[1]), max(a[2], b[2]), b[3], a[4] + b[4]])
+        if len(pts) % 2:
+            merged.append(pts[-1])
+        self.points = merged
+
+    def to_json(self) -> dict[str, Any]:
+        return {"count": self.count, "min": self.lo, "max": self.hi, "last": self.last, "points": self.points}
+
+
+def soak_numeric(value: Any, paths: list[str]) -> float | None:
+    """The number to plot for a reading: a rule's ``path`` first, then the plain value, the row
+    count of a row set, an HTTP latency."""
+    from chaoskit.expect import get_path
+    from chaoskit.report.timeline import _f
+
+    for p in paths:
+        try:
+            n = _f(get_path(value, p))
+        except (KeyError, ValueError):
+            continue
+        if n is not None:
+            return n
+    if isinstance(value, list):  # sql probes unwrap single cells already: a list is a row set
+        return float(len(value))
+    n = _f(value)
+    if n is not None:
+        return n
+    if isinstance(value, dict):
+        return _f(value.get("latency_ms"))
+    return None
