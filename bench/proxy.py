@@ -12,6 +12,7 @@ GIL with the client.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import socket
 import statistics
@@ -112,6 +113,23 @@ def wait_port(port: int, timeout: float = 5.0) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime+stime of ``pid`` plus its reaped children (socat forks one per connection)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        f = fh.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def measured_stream(port: int, total: int, pid: int | None) -> tuple[float, float | None]:
+    """(bytes/s, CPU seconds per GB the forwarding process spent)."""
+    before = cpu_seconds(pid) if pid else 0.0
+    bps = stream(port, total)
+    if pid is None:
+        return bps, None
+    time.sleep(0.3)  # let socat reap its child so the child's CPU is counted
+    return bps, (cpu_seconds(pid) - before) / (total / 1e9)
+
+
 def ping_pong(port: int, n: int, size: int = 64) -> tuple[float, float]:
     c = socket.create_connection(("127.0.0.1", port))
     c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -154,13 +172,15 @@ def main() -> int:
     ap.add_argument("--socat-buffer", type=int, default=262144, help="socat -b (default 256 KiB)")
     args = ap.parse_args()
     total = parse_bytes(args.bytes)
+    with open("/proc/loadavg") as fh:
+        load = " ".join(fh.read().split()[:3])
     echo_port, sink_port = free_port(), free_port()
-    rows: list[tuple[str, float, float, float]] = []
+    rows: list[tuple[str, float, float, float, float | None]] = []
     with process([sys.executable, "-c", SERVER, str(echo_port), str(sink_port)]):
         wait_port(echo_port)
         wait_port(sink_port)
         p50, p99 = ping_pong(echo_port, args.round_trips)
-        rows.append(("direct loopback", p50, p99, stream(sink_port, total)))
+        rows.append(("direct loopback", p50, p99, *measured_stream(sink_port, total, None)))
 
         if shutil.which("socat"):
             se, ss = free_port(), free_port()
@@ -169,28 +189,44 @@ def main() -> int:
                 process([*base, f"TCP-LISTEN:{se},bind=127.0.0.1,reuseaddr,fork",
                          f"TCP:127.0.0.1:{echo_port},nodelay"], ready_line=False),
                 process([*base, f"TCP-LISTEN:{ss},bind=127.0.0.1,reuseaddr,fork",
-                         f"TCP:127.0.0.1:{sink_port}"], ready_line=False),
+                         f"TCP:127.0.0.1:{sink_port}"], ready_line=False) as sp,
             ):  # fmt: skip
                 wait_port(se)
                 wait_port(ss)
+                time.sleep(0.3)  # wait_port's probe connections are reaped
                 p50, p99 = ping_pong(se, args.round_trips)
-                rows.append(("socat", p50, p99, stream(ss, total)))
+                rows.append(("socat", p50, p99, *measured_stream(ss, total, sp.pid)))
         else:
-            print("socat not installed: skipping its row (apt-get install -y socat)", file=sys.stderr)
+            print(
+                "socat not installed: skipping its row (apt-get install -y socat)", file=sys.stderr
+            )
 
         pe, ps = free_port(), free_port()
         with process(
             [sys.executable, "-c", PROXY, str(pe), str(ps), str(echo_port), str(sink_port)]
-        ):
+        ) as pp:
             p50, p99 = ping_pong(pe, args.round_trips)
-            rows.append(("chaoskit proxy", p50, p99, stream(ps, total)))
+            rows.append(("chaoskit proxy", p50, p99, *measured_stream(ps, total, pp.pid)))
 
     direct = rows[0]
     print(f"{args.round_trips} round trips of 64 B; {total / 1e9:.2f} GB streamed per path")
-    print(f"{'path':<18}{'p50 µs':>10}{'p99 µs':>10}{'added p50':>12}{'GB/s':>8}")
-    for name, p50, p99, bps in rows:
+    print(f"load average before: {load}")
+    print(
+        f"{'path':<18}{'p50 µs':>10}{'p99 µs':>10}{'added p50':>12}{'GB/s':>8}"
+        f"{'fwd CPU s/GB':>14}{'GB/s per core':>15}"
+    )
+    for name, p50, p99, bps, cpu in rows:
         added = "" if name == direct[0] else f"{p50 - direct[1]:+.0f} µs"
-        print(f"{name:<18}{p50:>10.0f}{p99:>10.0f}{added:>12}{bps / 1e9:>8.2f}")
+        cpu_s = "" if cpu is None else f"{cpu:.2f}"
+        per_core = "" if not cpu else f"{1 / cpu:.1f}"
+        print(
+            f"{name:<18}{p50:>10.0f}{p99:>10.0f}{added:>12}{bps / 1e9:>8.2f}"
+            f"{cpu_s:>14}{per_core:>15}"
+        )
+    print(
+        "fwd CPU: CPU time the forwarding process (socat / the proxy) spent per GB streamed;\n"
+        "GB/s per core = 1 / that: what it would move with a core to itself."
+    )
     return 0
 
 
