@@ -23,6 +23,7 @@ import json
 import queue
 import random
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -253,7 +254,7 @@ class HttpWorkload:
     def _main(self) -> None:
         idle: deque[_Worker] = deque()
         lock = threading.Lock()
-        ssl_ctx = httpx.create_ssl_context()
+        ssl_ctx = ssl.create_default_context()
         workers = [_Worker(self, i, idle, lock, self._client(ssl_ctx)) for i in range(self.params.concurrency)]
         for w in workers:
             w.thread.start()
