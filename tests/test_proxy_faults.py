@@ -263,3 +263,41 @@ def test_toxiproxy_errors_are_clear(api: str) -> None:
         cls.Params(proxy="p", type="latncy")
     with pytest.raises(ValueError, match="http://host:8474"):
         cls.Params(proxy="p", type="latency", api="ftp://x")
+
+
+HOLD = (
+    "import socket,sys,time\n"
+    "c=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=30)\n"
+    "open('/tmp/held','w').write('open')\n"
+    "try:\n"
+    "    while True:\n"
+    "        c.sendall(b'x')\n"
+    "        if not c.recv(1): raise EOFError('closed')\n"
+    "        time.sleep(0.05)\n"
+    "except Exception as e:\n"
+    "    open('/tmp/held','w').write(type(e).__name__)\n"
+)
+
+
+def test_reset_existing_moves_open_connections_onto_the_proxy(
+    stack: Stack, docker_client: Any
+) -> None:
+    stack.client.exec_run(["python3", "-c", HOLD, stack.server_ip, str(PORT)], detach=True)
+    for _ in range(50):
+        if stack.client.exec_run(["cat", "/tmp/held"]).output == b"open":
+            break
+        time.sleep(0.1)
+    ctx = _ctx(stack, docker_client)
+    f = _fault("proxy.latency", ctx, to=f"server:{PORT}", latency="50ms", reset_existing=True)
+    f.prepare()
+    ev = f.apply()
+    try:
+        assert ev["reset_existing"] == [{"container": stack.client.name, "connections_reset": 1}]
+        for _ in range(50):
+            held = stack.client.exec_run(["cat", "/tmp/held"]).output
+            if held != b"open":
+                break
+            time.sleep(0.1)
+        assert held in (b"ConnectionAbortedError", b"ConnectionResetError"), held
+    finally:
+        f.revert()

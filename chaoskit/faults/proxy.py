@@ -59,6 +59,11 @@ class _ProxyParams(FaultParams):
     toxicity: float = Field(1.0, ge=0, le=1, description="probability per connection (0 = none)")
     network: str | None = Field(None, description="only this shared Docker network (default: all)")
     via: Via = Field("auto", description="how to enter namespaces: nsenter, helper or auto")
+    reset_existing: bool = Field(
+        False,
+        description="abort the clients' open connections to service:port (ss -K) so they "
+        "reconnect through the proxy; NAT only steers new connections",
+    )
     duration: Duration | None = Field(None, description="revert after this long")
 
     @field_validator("to")
@@ -235,9 +240,40 @@ class _ProxyFault(_NetnsFault):
             for name in started:
                 self._stop(name)
             raise
+        if self.params.reset_existing:
+            try:
+                evidence["reset_existing"] = self._reset_existing()
+            except Exception:
+                self.revert()  # never leave half a fault behind
+                raise
         evidence["proxies"] = [self.engine.evidence(n) for n in started]
         evidence["toxic"] = self.toxic().to_json()
         return evidence
+
+    def _reset_existing(self) -> list[dict[str, Any]]:
+        """Abort the clients' established connections to the server (``ss -K``), so they
+        reconnect through the proxy: NAT only steers new flows."""
+        client = _docker(self.ctx)
+        out = []
+        for plan in self.plans:
+            ex = netns.executor_for(plan.container_id, prefer=self._path, client=client)
+            try:
+                killed = 0
+                for ip in sorted({self.routes[r["route"]]["server_ip"] for r in plan.rules}):
+                    res = ex.run(
+                        ["ss", "-K", "-t", "-n", "dst", ip, "dport", "=", str(self.params.port)],
+                        check=False,
+                    )
+                    if res.returncode != 0:
+                        raise FaultError(
+                            f"{self.name}: reset_existing: ss -K failed in {plan.name}: "
+                            f"{res.output[-200:]} (kernel without INET_DIAG_DESTROY?)"
+                        )
+                    killed += sum(1 for ln in res.stdout.splitlines()[1:] if ln.strip())
+                out.append({"container": plan.name, "connections_reset": killed})
+            finally:
+                ex.close()
+        return out
 
     def _stop(self, name: str) -> dict[str, Any] | None:
         if self.engine is None:
