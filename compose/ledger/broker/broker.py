@@ -210,6 +210,11 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One line, not a traceback: a client that hung up (healthcheck timeout) is routine."""
+        exc = sys.exc_info()[1]
+        print(f"http.error client={client_address[0]} error={type(exc).__name__}: {exc}", flush=True)
+
 
 if __name__ == "__main__":
     load()
