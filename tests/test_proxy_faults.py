@@ -301,3 +301,23 @@ def test_reset_existing_moves_open_connections_onto_the_proxy(
         assert held in (b"ConnectionAbortedError", b"ConnectionResetError"), held
     finally:
         f.revert()
+
+
+def test_helper_container_path(
+    stack: Stack, docker_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not root on the Docker host / remote engine: the same fault through a NET_ADMIN helper."""
+    from chaoskit import netns
+
+    monkeypatch.setitem(netns.EXTRA_HELPER_LABELS, "chaoskit.test", "1")
+    base = stack.rtt_ms(5)
+    ctx = _ctx(stack, docker_client)
+    f = _fault("proxy.latency", ctx, to=f"server:{PORT}", latency="100ms", via="helper")
+    f.prepare()
+    ev = f.apply()
+    try:
+        assert "helper" in ev["path"]
+        assert 80 <= stack.rtt_ms(3) - base <= 140
+    finally:
+        rev = f.revert()
+    assert rev["took_effect"] and "chaoskit:" not in stack.iptables_save()
