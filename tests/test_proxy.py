@@ -63,7 +63,7 @@ def test_upstream_latency_and_jitter(engine: ProxyServer, echo: EchoServer) -> N
         {"type": "latency", "stream": "upstream", "attributes": {"latency": 100, "jitter": 40}},
     )
     rtts = [s * 1000 for s in round_trips(c, 12)]
-    assert all(55 <= r <= 160 for r in rtts), rtts
+    assert all(55 <= r <= 190 for r in rtts), rtts
     assert max(rtts) - min(rtts) > 5  # jitter varies the delay
     c.close()
 
