@@ -95,9 +95,9 @@ class _ProxyFault(_NetnsFault):
 
     def __init__(self, params: FaultParams, target: Selection | None, ctx: RunContext):
         super().__init__(params, target, ctx)
-        self.routes: list[
-            dict[str, Any]
-        ] = []  # {server, network, server_ip, gateway, proxy, listen}
+        # one per (server container, network): server, network, server_ip, gateway,
+        # listen_port, proxy (the listener's name in the engine)
+        self.routes: list[dict[str, Any]] = []
         self.engine: ProxyServer | None = None
 
     def toxic_attributes(self) -> dict[str, float]:
@@ -286,7 +286,8 @@ class _ProxyFault(_NetnsFault):
             return None  # already gone: revert is idempotent
 
     def revert(self) -> dict[str, Any] | None:
-        # rules first, so no new connection is steered to a listener about to close
+        # Rules first, so no new connection is steered to a listener about to close. If removing
+        # them fails, the listeners stay up: steered clients keep working until the rollback.
         result = self.revert_record(self.record(), self.ctx) or {}
         proxies = [ev for r in self.routes if "proxy" in r and (ev := self._stop(r["proxy"]))]
         if proxies:
