@@ -121,3 +121,22 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         assert "Traceback" not in err and "s3cret" not in err
     _, _, err = run("verify", "--config", str(typo))
     assert "invariant" in err and "Extra inputs" in err
+
+
+def test_verify_an_experiment_file(fresh_db: str, tmp_path: Path) -> None:
+    build_clean(fresh_db, trades=4)
+    (tmp_path / "inv.sql").write_text("-- name: positive_qty\nselect id from trades where qty <= 0;\n")
+    exp = tmp_path / "e.yaml"
+    exp.write_text(
+        "chaoskit: 1\ntitle: t\nvars:\n  dsn: postgresql://nobody@127.0.0.1:1/x\n"
+        "method: [{pause: 1}]\nverify:\n  ledger:\n    dsn: '${dsn}'\n    invariants_file: inv.sql\n"
+        "    invariants:\n      - {name: balance, query: 'select coalesce(sum(amount_cents), 0) "
+        "from entries', equals: 0}\n")
+    code, out, err = run("verify", str(exp), "--var", f"dsn={fresh_db}")
+    assert code == 0, out + err
+    assert "ok   invariant/balance: value 0 (expected 0)" in out
+    assert "ok   invariant/positive_qty" in out
+    with psycopg.connect(fresh_db, autocommit=True) as c:
+        c.execute("update entries set amount_cents = amount_cents + 2 where id = 1")
+    code, out, _ = run("verify", str(exp), "--var", f"dsn={fresh_db}")
+    assert code == 1 and "FAIL invariant/balance: value 2 (expected 0)" in out

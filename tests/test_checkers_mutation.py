@@ -127,3 +127,35 @@ def test_per_id_naive_path_agrees_with_the_set_based_one(fresh_db: str, tmp_path
         "op": "open", "present_once": "select count(*) from trades where client_order_id = %(id)s"}}))
     res = naive.verify(h)
     assert res.defects() == {"zombie", "lost"}
+
+
+def test_bounds_for_effects_without_ids(fresh_db: str, tmp_path: Path) -> None:
+    """Deposits carry no id in the ledger: sum(ok) <= observed delta <= sum(ok) + sum(unknown)."""
+    params = LedgerParams.model_validate({"dsn": fresh_db, "history": {
+        "table": "trades", "id_column": "client_order_id", "op": "open",
+        "bounds": [{"name": "deposits", "op": "deposit", "field": "amount_cents",
+                    "query": "select coalesce(sum(amount_cents), 0) from entries "
+                             "where kind = 'deposit' and amount_cents > 0"}]}})
+    checker = LedgerChecker(params)
+    build_clean(fresh_db, trades=2, before=checker.before)
+    recs = [{"type": "invoke", "process": 1, "op": "deposit", "value": {"amount_cents": 500}},
+            {"type": "ok", "process": 1, "op": "deposit"},
+            {"type": "invoke", "process": 2, "op": "deposit", "value": {"amount_cents": 300}},
+            {"type": "info", "process": 2, "op": "deposit"}]
+    h = write_history(tmp_path / "h.jsonl", history_for([]) + recs)
+
+    def deposit(cents: int) -> None:
+        with psycopg.connect(fresh_db, autocommit=True) as c:
+            c.execute("insert into entries (txn_id, account_id, amount_cents, currency, kind) values "
+                      "(%(t)s, 'c0', %(a)s, 'USD', 'deposit'), (%(t)s, 'funding:USD', -%(a)s, 'USD', "
+                      "'deposit')", {"t": f"dep-{cents}", "a": cents})
+
+    deposit(500)
+    res = checker.verify(h)
+    bound = next(f for f in res.findings if f["name"] == "bounds")
+    assert bound["ok"] and bound["observed"] == 500, bound
+    deposit(300)  # the unknown one was applied after all: still within bounds
+    assert next(f for f in checker.verify(h).findings if f["name"] == "bounds")["ok"]
+    deposit(1)  # money from nowhere
+    bad = next(f for f in checker.verify(h).findings if f["name"] == "bounds")
+    assert not bad["ok"] and (bad["low"], bad["high"], bad["observed"]) == (500, 800, 801)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +22,7 @@ from chaoskit.checkers import events as ev
 from chaoskit.checkers import invariants as inv
 from chaoskit.checkers.export import export_tables
 from chaoskit.checkers.result import MAX_EXAMPLES, CheckResult, finding, jsonable
-from chaoskit.checkers.sqlutil import CheckerError, connect, consistent_read, ident, run_sql
+from chaoskit.checkers.sqlutil import connect, consistent_read, ident, run_sql
 
 
 class BalanceSpec(BaseModel):
@@ -136,7 +135,3 @@ def summary_lines(res: CheckResult, report: dict[str, Any]) -> list[str]:
 def write_report(report: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, default=str))
-
-
-__all__ = ["AuditParams", "BalanceSpec", "CheckerError", "Decimal", "run_audit", "summary_lines",
-           "write_report"]

@@ -307,9 +307,6 @@ def diff_snapshots(before: dict[str, Any], after: dict[str, Any],
             res["ambiguous_buckets"] = [int(k) for k in drill[:MAX_EXAMPLES]]
             res["ambiguous_count"] = len(drill)
             continue
-        plan = TablePlan(t, b["columns"], {}, b["key"], b["buckets"])
-        types = {c: "bigint" for c in b["key"]} if b.get("int_key") else {}
-        plan.types = types
         rows_by_bucket: dict[str, list[list[Any]]] = {}
         for f in copy_rows(conn, _typed_rows_query(conn, t, b, [int(k) for k in drill])):
             rows_by_bucket.setdefault(f[0], []).append([int(f[1]), int(f[2]), f[3:]])
@@ -317,7 +314,7 @@ def diff_snapshots(before: dict[str, Any], after: dict[str, Any],
         for k in drill:
             before_v = bb.get(k, [0, 0, 0, 0, 0] + ([0] if b.get("int_key") else []))
             app, van, chg, ok = _decode(before_v, rows_by_bucket.get(k, []), bool(b.get("int_key")),
-                                        max_key if max_key is not None else None)
+                                        max_key)
             for key in app:
                 _note(res, "appeared", key)
             for key in van:
