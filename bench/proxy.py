@@ -1,9 +1,10 @@
-"""Benchmark the built-in TCP fault proxy (no toxic) against direct loopback and socat.
+"""Benchmark the built-in TCP fault proxy against direct loopback and socat.
 
 Prints one table from one run: p50/p99 round trip of small ping-pong messages and streaming
 throughput, for: direct loopback (the physical limit of this Python client/server pair), socat,
-and the chaoskit proxy. Server, socat and proxy each run in their own process so no two share a
-GIL with the client.
+the chaoskit proxy with no toxic (the splice fast path), and with a 0 ms latency toxic on both
+streams (every chunk through the toxic chain in Python). Server, socat and proxy each run in
+their own process so no two share a GIL with the client.
 
     python bench/proxy.py                 # 2,000 round trips, 2 GB streamed
     python bench/proxy.py --bytes 500M --round-trips 5000
@@ -62,6 +63,11 @@ PROXY = textwrap.dedent(
     srv = ProxyServer(seed=1).start_in_thread()
     srv.create_proxy("echo", f"127.0.0.1:{sys.argv[1]}", f"127.0.0.1:{sys.argv[3]}")
     srv.create_proxy("sink", f"127.0.0.1:{sys.argv[2]}", f"127.0.0.1:{sys.argv[4]}")
+    if sys.argv[5] == "toxic":  # the toxic path: every chunk through the chain, both ways
+        for name in ("echo", "sink"):
+            for stream in ("upstream", "downstream"):
+                srv.add_toxic(name, {"type": "latency", "stream": stream, "name": stream,
+                                     "attributes": {"latency": 0}})
     print("ready", flush=True)
     threading.Event().wait()
     """
@@ -170,6 +176,11 @@ def main() -> int:
     ap.add_argument("--round-trips", type=int, default=2000)
     ap.add_argument("--bytes", default="2G", help="bytes to stream per path (e.g. 2G, 500M)")
     ap.add_argument("--socat-buffer", type=int, default=262144, help="socat -b (default 256 KiB)")
+    ap.add_argument(
+        "--no-toxic-row",
+        action="store_true",
+        help="skip the row with a 0 ms latency toxic both ways (the toxic-chain path's cost)",
+    )
     args = ap.parse_args()
     total = parse_bytes(args.bytes)
     with open("/proc/loadavg") as fh:
@@ -201,12 +212,15 @@ def main() -> int:
                 "socat not installed: skipping its row (apt-get install -y socat)", file=sys.stderr
             )
 
-        pe, ps = free_port(), free_port()
-        with process(
-            [sys.executable, "-c", PROXY, str(pe), str(ps), str(echo_port), str(sink_port)]
-        ) as pp:
-            p50, p99 = ping_pong(pe, args.round_trips)
-            rows.append(("chaoskit proxy", p50, p99, *measured_stream(ps, total, pp.pid)))
+        modes = [("chaoskit proxy", "plain")]
+        if not args.no_toxic_row:
+            modes.append(("  + latency 0 toxic", "toxic"))
+        for label, mode in modes:
+            pe, ps = free_port(), free_port()
+            argv = [sys.executable, "-c", PROXY, str(pe), str(ps), str(echo_port), str(sink_port)]
+            with process([*argv, mode]) as pp:
+                p50, p99 = ping_pong(pe, args.round_trips)
+                rows.append((label, p50, p99, *measured_stream(ps, total, pp.pid)))
 
     direct = rows[0]
     print(f"{args.round_trips} round trips of 64 B; {total / 1e9:.2f} GB streamed per path")
