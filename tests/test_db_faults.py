@@ -485,7 +485,8 @@ def test_deadlock_hold_mode_makes_app_transactions_deadlock_each_other(accounts:
     t1.join(5)
     t2.join(5)
     errors = [c.error for c in (t1, t2) if c.error is not None]
-    assert len(errors) == 1 and isinstance(errors[0], psycopg.errors.DeadlockDetected)
+    assert len(errors) == 1, (t1.is_alive(), t2.is_alive(), t1.error, t2.error, out)
+    assert isinstance(errors[0], psycopg.errors.DeadlockDetected)
     assert out is not None and out["waiters"]["max_concurrent"] == 2
     assert out["deadlock_detected"] and out["deadlocks_after"] == out["deadlocks_before"] + 1
     assert_clean(accounts, fault)

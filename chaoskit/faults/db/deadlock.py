@@ -1,16 +1,20 @@
 """``db.deadlock``: make the application's own transactions deadlock on chosen rows.
 
-mode ``app`` (default): chaoskit session A locks the ``first`` rows and waits until an
-application backend queues behind it (seen in pg_locks); that transaction is expected to hold
-the ``second`` rows already (it takes them in the opposite order). A then asks for ``second``:
-the cycle is closed. PostgreSQL runs the deadlock check in the backend whose
+mode ``app`` (default): chaoskit session A locks the ``first`` rows and watches, server-side
+(a DO block polling pg_locks every ``poll_every``), for an application backend to queue behind
+it; that transaction is expected to hold the ``second`` rows already (it takes them in the
+opposite order). A then asks for ``second`` in the same statement: the cycle is closed a few
+ms after the app began waiting. PostgreSQL runs the deadlock check in the backend whose
 ``deadlock_timeout`` expires first, which is the application's (it began waiting earlier), so
 the application's transaction gets 40P01 and A gets the rows. If A is chosen instead (the
-poll came later than deadlock_timeout), A sees 40P01 itself; both outcomes are evidence.
+cycle closed later than deadlock_timeout, on a badly overloaded server), A sees 40P01 itself;
+both outcomes are recorded as evidence.
 
 mode ``hold``: two chaoskit sessions lock ``first`` and ``second`` and hold them while
-application transactions that take the rows in opposite orders pile up behind them; on
-release both queues start at once and the applications deadlock each other.
+application transactions that take the rows in opposite orders queue behind them. On revert
+``first`` is released, chaoskit waits until its waiters queue again (on ``second``), then
+releases ``second``: the two application transactions now hold one row each and want the
+other's, every time (releasing both at once lets one take both rows first: no deadlock).
 
 In both modes pg_stat_database.deadlocks is read before and after. The victim backend flushes
 that counter when it next goes idle (at most about once a second), so the "after" value is
@@ -53,7 +57,7 @@ class DeadlockParams(DbParams):
     duration: Duration | None = None
     lock_timeout: Duration = 2.0
     confirm_within: Duration = 3.0
-    poll_every: Duration = 0.02
+    poll_every: Duration = 0.005
 
     @model_validator(mode="after")
     def _check(self) -> DeadlockParams:
@@ -189,48 +193,88 @@ class DbDeadlock(DbFault):
         finally:
             self._done.set()
 
+    def _close_cycle_sql(self, conn: psycopg.Connection, chunk: float) -> sql.Composable:
+        """A DO block run by A: watch pg_locks server-side (no client round trip, no GIL) for a
+        non-chaoskit backend queued on A, then at once ask for the ``second`` rows. Closing the
+        cycle within a few ms of the app starting to wait is what makes the app's
+        deadlock_timeout expire first, so the app, not A, is the one PostgreSQL aborts."""
+        p = self.params
+        lt = max(p.lock_timeout, self.deadlock_timeout_ms / 1000 * 5 + 2)
+        body = sql.SQL(
+            """
+DECLARE w int; n bigint; t1 timestamptz; deadline timestamptz := clock_timestamp() + {chunk}::interval;
+BEGIN
+  LOOP
+    PERFORM pg_stat_clear_snapshot();
+    SELECT l.pid INTO w FROM pg_locks l
+     WHERE NOT l.granted AND l.pid <> pg_backend_pid()
+       AND pg_backend_pid() = ANY (pg_blocking_pids(l.pid))
+       AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a
+                        WHERE a.pid = l.pid AND a.application_name LIKE 'chaoskit%')
+     LIMIT 1;
+    EXIT WHEN w IS NOT NULL;
+    IF clock_timestamp() > deadline THEN RETURN; END IF;
+    PERFORM pg_sleep({poll});
+  END LOOP;
+  RAISE NOTICE 'chaoskit-waiter %', w;
+  PERFORM set_config('lock_timeout', {lt}, true);
+  t1 := clock_timestamp();
+  SELECT count(*) INTO n FROM (SELECT 1 FROM {table} WHERE {second} FOR UPDATE) AS chaoskit_locked;
+  RAISE NOTICE 'chaoskit-locked % %', n, round(extract(epoch FROM clock_timestamp() - t1) * 1000);
+END
+"""
+        ).format(
+            chunk=sql.Literal(ms(chunk)),
+            poll=sql.Literal(p.poll_every),
+            lt=sql.Literal(ms(lt)),
+            table=qualified(p.table),
+            second=sql.SQL(p.second),
+        )
+        return sql.SQL("DO {}").format(sql.Literal(body.as_string(conn)))
+
     def _cycles(self) -> None:
         """mode app: wait for an application waiter on ``first``, then close the cycle."""
         p = self.params
         assert self.a is not None and self.monitor is not None
         a = self.a
         a_pid = a.info.backend_pid
-        # the cycle must close well inside the app's deadlock_timeout, or A becomes the victim
-        poll = min(p.poll_every, self.deadlock_timeout_ms / 1000 / 5)
+        notes: list[str] = []
+        a.add_notice_handler(lambda d: notes.append(d.message_primary or ""))
+        stmt = self._close_cycle_sql(a, 1.0)
         while len(self.cycles) < p.deadlocks and not self._stop.is_set():
-            waiters = self._app_waiters(a_pid)
-            if not waiters:
-                self._stop.wait(poll)
-                continue
-            t = time.monotonic()
-            victim = "none"
+            notes.clear()
+            sqlstate: str | None = None
             try:
-                # well beyond deadlock_timeout so that the server, not lock_timeout, decides
-                self._lock_rows(a, p.second, max(p.lock_timeout, self.deadlock_timeout_ms / 1000 * 5 + 2))
+                a.execute(stmt)
             except psycopg.errors.DeadlockDetected as exc:
-                victim = "chaoskit"
                 sqlstate = exc.sqlstate
             except psycopg.errors.LockNotAvailable:
-                victim = "none"
                 sqlstate = "55P03"
-            else:
-                sqlstate = None
-            waited_ms = round((time.monotonic() - t) * 1000)
-            if self._stop.is_set() and victim == "none":
-                return
-            still = {w[0] for w in self._app_waiters(a_pid)} if victim == "none" else set()
-            if victim == "none" and sqlstate is None:
+            waiter = next((int(n.split()[1]) for n in notes if n.startswith("chaoskit-waiter ")), None)
+            if waiter is None:  # nobody queued on A within this chunk: watch again
+                continue
+            locked = next((n.split()[1:] for n in notes if n.startswith("chaoskit-locked ")), None)
+            waited_ms = int(float(locked[1])) if locked else None
+            info = self.monitor.execute(
+                "select application_name, left(query, 200) from pg_stat_activity where pid = %s", (waiter,)
+            ).fetchone()
+            if sqlstate == "40P01":
+                victim = "chaoskit"
+            elif sqlstate is None:
                 # A got the rows. They were free (no cycle) if A did not wait and the app's
                 # transaction is still queued on A; otherwise the app's transaction was aborted
                 # (it may already be queued again, retrying, hence the wait test).
-                waited_long = waited_ms >= self.deadlock_timeout_ms * 0.25
-                victim = "app" if waited_long or waiters[0][0] not in still else "none"
-            cycle = {
+                still = {w[0] for w in self._app_waiters(a_pid)}
+                waited_long = (waited_ms or 0) >= self.deadlock_timeout_ms * 0.25
+                victim = "app" if waited_long or waiter not in still else "none"
+            else:
+                victim = "none"
+            cycle: dict[str, Any] = {
                 "n": len(self.cycles) + 1,
                 "victim": victim,
-                "app_pid": waiters[0][0],
-                "app_application_name": waiters[0][1],
-                "app_query": self.ctx.redactor.text(waiters[0][2] or ""),
+                "app_pid": waiter,
+                "app_application_name": info[0] if info else None,
+                "app_query": self.ctx.redactor.text((info[1] if info else "") or ""),
                 "sqlstate_seen_by_chaoskit": sqlstate,
                 "chaoskit_waited_ms": waited_ms,
             }
@@ -252,6 +296,37 @@ class DbDeadlock(DbFault):
         """Block until mode ``app`` produced all its deadlocks (tests, scripted steps)."""
         return self._done.wait(timeout)
 
+    def _release_staggered(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Release ``first``, wait until the transactions queued on it queue again (on the
+        ``second`` rows, behind B or the other app transaction), then release ``second``.
+        Releasing both at once would let one app transaction take both rows before the other
+        wakes up: no deadlock. Staggered, the cycle closes every time."""
+        assert self.a is not None and self.b is not None and self.monitor is not None
+        a_pid = self.a.info.backend_pid
+        queued = {w[0] for w in self._app_waiters(a_pid)}
+        t = time.monotonic()
+        rollback_quietly(self.a)
+        deadline = t + 1.0
+        settled = False
+        while queued and time.monotonic() < deadline:
+            rows = self.monitor.execute(
+                """
+                select a.pid, a.state, pg_blocking_pids(a.pid) from pg_stat_activity a
+                where a.pid = any(%s)
+                """,
+                (list(queued),),
+            ).fetchall()
+            self.monitor.execute("select pg_stat_clear_snapshot()")
+            if all(r[1] != "active" or (r[2] and a_pid not in r[2]) for r in rows):
+                settled = True
+                break
+            time.sleep(0.005)
+        stagger = round((time.monotonic() - t) * 1000)
+        rollback_quietly(self.b)
+        waiters = self.sampler.stop() if self.sampler else {}
+        return waiters, {"order": ["first", "second"], "queued_on_first": sorted(queued),
+                         "stagger_ms": stagger, "requeued": settled}
+
     def revert(self) -> dict[str, Any] | None:
         if self._reverted is not None:
             return self._reverted
@@ -262,10 +337,10 @@ class DbDeadlock(DbFault):
         p = self.params
         waiters: dict[str, Any] = {}
         if p.mode == "hold":
-            rollback_quietly(self.a)  # release both queues at once: the apps now collide
-            rollback_quietly(self.b)
-            waiters = self.sampler.stop() if self.sampler else {}
+            waiters, release = self._release_staggered()
+            ev_release = {"release": release}
         else:
+            ev_release = {}
             self._stop.set()
             if self._thread is not None and self._thread.is_alive() and self.a is not None:
                 self.a.cancel()  # A may be queued on the second rows
@@ -288,6 +363,7 @@ class DbDeadlock(DbFault):
             ev["sqlstate"] = "40P01" if seen else None
         else:
             ev["waiters"] = waiters
+            ev.update(ev_release)
         if self._error:
             ev["error"] = self._error
         ev["sessions_left"] = self.close_all(self.monitor)
