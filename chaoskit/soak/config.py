@@ -169,6 +169,7 @@ def load_soak_config(
         spec = None
 
     probes: dict[str, SoakProbe] = {}
+    declared: set[str] = set()  # names, valid or not: a rule is checked against what was written
     groups = data.get("groups")
     if isinstance(groups, dict):
         for gname, g in groups.items():
@@ -176,6 +177,8 @@ def load_soak_config(
                 continue  # the model already reported it
             for i, pdata in enumerate(g["probes"]):
                 ppath = ("groups", gname, "probes", i)
+                if isinstance(pdata, dict) and isinstance(pdata.get("name"), str):
+                    declared.add(pdata["name"])
                 if isinstance(pdata, dict) and not pdata.get("name"):
                     col.add(ppath, "every soak probe needs a name: alert rules refer to it")
                     continue
@@ -194,8 +197,9 @@ def load_soak_config(
                 continue
             rpath = ("alerts", i)
             pname = rule.get("probe")
-            if isinstance(pname, str) and probes and pname not in probes:
-                col.add((*rpath, "probe"), f"no probe named {pname!r} in groups (known: {', '.join(sorted(probes))})")
+            if isinstance(pname, str) and pname not in declared:
+                known = ", ".join(sorted(declared)) or "none"
+                col.add((*rpath, "probe"), f"no probe named {pname!r} in groups (known: {known})")
             when = rule.get("when")
             if isinstance(when, dict):
                 for sub, msg in validate_spec(when, (*rpath, "when")):

@@ -97,7 +97,8 @@ class _Soak:
         self.book = AlertBook(rules=rules, alerts_path=alerts_path, redactor=self.redactor, ui=self.ui,
                               title=spec.title, soak_id=self.soak_id, webhook=webhook)
         if outs.samples_file:
-            self._samples = open(self.out_dir / outs.samples_file, "a", buffering=1 << 16)  # noqa: SIM115
+            # line-buffered: people tail it during a long soak
+            self._samples = open(self.out_dir / outs.samples_file, "a", buffering=1)  # noqa: SIM115
         self.started = utc_iso()
         self.t0 = time.monotonic()
         old = self._signals()
