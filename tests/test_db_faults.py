@@ -616,3 +616,65 @@ def test_exhaust_with_no_reserve_locks_out_the_app(accounts: str, app_role: str,
     with psycopg.connect(weak, application_name="app") as c:
         assert c.execute("select 1").fetchone() == (1,)
     assert_clean(accounts, fault)
+
+
+# -- a runner that freezes or dies --------------------------------------------------------------
+
+CHILD = """
+import json, os, sys, time
+from chaoskit.faults.db import DbLock
+from chaoskit.faults.db.lock import LockParams
+from chaoskit.runner.context import RunContext
+params = LockParams(dsn=sys.argv[1], table="accounts", where="id = 1", **json.loads(sys.argv[3]))
+fault = DbLock(params, None, RunContext(run_id="child", seed=1))
+fault.apply()
+with open(sys.argv[2] + ".tmp", "w") as fh:
+    json.dump(fault.record(), fh)
+os.replace(sys.argv[2] + ".tmp", sys.argv[2])
+time.sleep(600)
+"""
+
+
+def update_blocked(dsn: str) -> bool:
+    with app_conn(dsn, autocommit=True) as c:
+        c.execute("set lock_timeout = '100ms'")
+        try:
+            c.execute("update accounts set balance_cents = balance_cents where id = 1")
+        except psycopg.errors.LockNotAvailable:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("how", ["sigstop+revert_record", "sigkill", "sigstop+max_hold"])
+def test_lock_is_released_when_the_runner_freezes_or_dies(accounts: str, tmp_path: Path, how: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    rec_path = tmp_path / "record.json"
+    extra = {"max_hold": "1s"} if how.endswith("max_hold") else {}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, accounts, str(rec_path), json.dumps(extra)])
+    try:
+        wait_for(rec_path.exists, timeout=30, step=0.05)
+        record = json.loads(rec_path.read_text())
+        assert update_blocked(accounts)
+        if how == "sigkill":
+            child.kill()
+            child.wait(5)
+            wait_for(lambda: chaoskit_sessions(accounts) == [], timeout=3)
+        else:
+            os.kill(child.pid, signal.SIGSTOP)
+            time.sleep(0.1)
+            if how == "sigstop+max_hold":  # the server ends the silent sessions by itself
+                wait_for(lambda: chaoskit_sessions(accounts) == [], timeout=5, step=0.1)
+            else:
+                assert len(chaoskit_sessions(accounts)) == 2
+                out = DbLock.revert_record(record, None)
+                assert out is not None and len(out["sessions_ended"]) == 2
+        assert chaoskit_sessions(accounts) == []
+        assert locks_of(accounts, record["pids"]) == 0
+        assert not update_blocked(accounts)
+    finally:
+        child.kill()
+        child.wait(5)
