@@ -141,14 +141,18 @@ def _scalar(cols: list[str], rows: list[tuple[Any, ...]], name: str) -> int | De
 
 
 def check_one(conn: psycopg.Connection, inv: Invariant) -> dict[str, Any]:
-    cols, rows = run_sql(conn, inv.query, what=f"invariant {inv.name}")
     desc = {"why": inv.why} if inv.why else {}
+    query = inv.query.strip().rstrip(";")
     if inv.zero_rows:
-        ok = not rows
-        examples = [dict(zip(cols, (exact(v) for v in r), strict=True)) for r in rows[:MAX_EXAMPLES]]
-        return finding("invariant", inv.name, ok,
-                       "no violating rows" if ok else f"{len(rows)} violating rows",
-                       expect="zero_rows", value=len(rows), count=len(rows), examples=examples, **desc)
+        # count every violation on the server, ship only the first few rows
+        cols, rows = run_sql(conn, f"select count(*) over () as chaoskit_total, q.* from ({query}) q "
+                                   f"limit {MAX_EXAMPLES}", what=f"invariant {inv.name}")
+        n = int(rows[0][0]) if rows else 0
+        examples = [dict(zip(cols[1:], (exact(v) for v in r[1:]), strict=True)) for r in rows]
+        return finding("invariant", inv.name, n == 0,
+                       "no violating rows" if n == 0 else f"{n} violating rows",
+                       expect="zero_rows", value=n, count=n, examples=examples, **desc)
+    cols, rows = run_sql(conn, query, what=f"invariant {inv.name}")
     v = _scalar(cols, rows, inv.name)
     if inv.equals is not None:
         ok = v is not None and v == inv.equals
