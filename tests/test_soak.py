@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner
+from report_helpers import dump_dom
 
 from chaoskit.cli import main
 from chaoskit.soak import load_soak_config, run_soak
@@ -166,8 +167,12 @@ def test_soak_cli_rule_fires_resolves_webhook_jsonl_exit_1(tmp_path, knob_db, ho
     assert rep["probes"]["knob"]["series"]["max"] == 500 and rep["probes"]["knob"]["errors"] == 0
     assert rep["webhook"]["sent"] == 4 and rep["webhook"]["failed"] == 0
     assert 7.5 < rep["duration"] < 14
-    html = (out / "soak-report.html").read_text()
-    assert "knob too high" in html and 'class="alert-band critical"' in html
+    assert rep["probes"]["negative knobs"]["plotted"] == "rows" and rep["probes"]["negative knobs"]["series"]["max"] == 0
+    dom = dump_dom(out / "soak-report.html")  # the soak report, as a browser renders it
+    assert '<span class="alert-count" data-severity="critical">1</span>' in dom
+    assert 'class="alert-band critical" data-rule="knob too high"' in dom
+    assert 'class="alert-band high" data-rule="knob high for a while"' in dom
+    assert "3 quiet rule(s)" in dom and "SOAK" not in dom
 
 
 def test_soak_gate_fail_on_and_webhook_failure_do_not_break_it(tmp_path, knob_db):

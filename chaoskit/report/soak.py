@@ -17,6 +17,11 @@ def _f(v: Any, default: float = 0.0) -> float:
         return default
 
 
+def _clip_list(names: list[str], n: int = 150) -> str:
+    s = ", ".join(names)
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
 def _num(v: Any) -> str:
     return "-" if v is None else fmt_num(_f(v))
 
@@ -38,7 +43,14 @@ def soak_timeline(rep: dict[str, Any]) -> str:
     rules = rep.get("rules") or {}
     alerts = rep.get("alerts") or []
     spans = []
+    fired = {a.get("rule") for a in alerts}
+    quiet = [n for n in rules if n not in fired]
+    if quiet:  # one line for all rules that never fired: the page is about what happened
+        y = svg.lane(f"{len(quiet)} quiet rule(s)", 20, sub="never fired", cls="lane lane-quiet")
+        svg.add(f'<text class="note" x="{LEFT + 8}" y="{y + 14:.1f}">{e(_clip_list(quiet))}</text>')
     for name, r in rules.items():
+        if name not in fired:
+            continue
         y = svg.lane(name, 20, sub=f"{r.get('severity')} · {r.get('probe')}", cls=f"lane lane-rule {r.get('severity')}")
         for a in (a for a in alerts if a.get("rule") == name):
             a0 = _f(a.get("since_t"), _f(a.get("t")))
@@ -58,7 +70,7 @@ def soak_timeline(rep: dict[str, Any]) -> str:
         pts = s.get("points") or []
         h = 44
         sub = f"{p.get('group')} · {p.get('reads')} reads" + (f" · {p.get('errors')} errors" if p.get("errors") else "")
-        if p.get("plotted") and p.get("plotted") != "value":
+        if p.get("plotted") and p.get("plotted") not in ("value", ""):
             sub += f" · {p['plotted']}"
         y = svg.lane(name, h, sub=sub, cls="lane lane-probe")
         if not pts:

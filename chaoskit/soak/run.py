@@ -26,7 +26,7 @@ from chaoskit.runner.probing import ProbeRunner
 from chaoskit.secrets import Redactor
 from chaoskit.soak.alerts import AlertBook, RuleState, WebhookSender, compact
 from chaoskit.soak.config import SoakConfig
-from chaoskit.soak.series import Series, soak_numeric
+from chaoskit.soak.series import Series, soak_numeric, spec_paths
 
 
 @dataclass
@@ -77,10 +77,9 @@ class _Soak:
         }
         self.paths: dict[str, list[str]] = {}
         for r in cfg.spec.alerts:
-            if isinstance(r.when, dict) and isinstance(r.when.get("path"), str):
-                self.paths.setdefault(r.probe, []).append(r.when["path"])
-        for name, paths in self.paths.items():
-            self.stats[name].plotted = paths[0]
+            for p in spec_paths(r.when):
+                if p not in self.paths.setdefault(r.probe, []):
+                    self.paths[r.probe].append(p)
         self._samples_lock = threading.Lock()
         self._samples: Any = None
         self.thread_errors: list[str] = []
@@ -211,9 +210,10 @@ class _Soak:
         st.last_value = self.redactor(value)
         st.last_detail = self.redactor.text(res.detail)
         if read_ok:
-            n = soak_numeric(res.value, self.paths.get(probe, []))
+            n, what = soak_numeric(res.value, self.paths.get(probe, []))
             if n is not None:
                 st.series.add(t, n)
+                st.plotted = what
         if self._samples is not None:
             line = {"t": round(t, 3), "probe": probe, "group": st.group, "ok": res.ok, "value": value,
                     "detail": res.detail}

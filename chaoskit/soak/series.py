@@ -18,7 +18,7 @@ class Series:
     hi: float | None = None
     last: float | None = None
 
-    def add(self, t: float, v: float) -> None:
+    def add(self, t: float, v: int | float) -> None:
         self.count += 1
         self.last = v
         self.lo = v if self.lo is None else min(self.lo, v)
@@ -41,24 +41,54 @@ class Series:
         return {"count": self.count, "min": self.lo, "max": self.hi, "last": self.last, "points": self.points}
 
 
-def soak_numeric(value: Any, paths: list[str]) -> float | None:
-    """The number to plot for a reading: a rule's ``path`` first, then the plain value, the row
-    count of a row set, an HTTP latency."""
+def spec_paths(spec: Any) -> list[str]:
+    """Every ``path`` an expectation looks at, nested ones (any/all/not/jsonpath) included."""
+    out: list[str] = []
+    if isinstance(spec, dict):
+        if isinstance(spec.get("path"), str):
+            out.append(spec["path"])
+        for v in spec.values():
+            if isinstance(v, dict | list):
+                out += spec_paths(v)
+    elif isinstance(spec, list):
+        for v in spec:
+            out += spec_paths(v)
+    return out
+
+
+def _exact(v: Any) -> int | float | None:
+    """Integers (cents!) stay integers in the report; anything else becomes a float to plot."""
+    from chaoskit.report.timeline import _f
+
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    n = _f(v)
+    if n is not None and n.is_integer() and abs(n) < 2**53:
+        return int(n)
+    return n
+
+
+def soak_numeric(value: Any, paths: list[str]) -> tuple[int | float | None, str]:
+    """(number to plot, what it is): a rule's ``path`` first (booleans as 1/0, so "running"
+    dips show), then the plain value, the row count of a row set, an HTTP latency."""
     from chaoskit.expect import get_path
     from chaoskit.report.timeline import _f
 
     for p in paths:
         try:
-            n = _f(get_path(value, p))
+            v = get_path(value, p)
         except (KeyError, ValueError):
             continue
+        n = int(v) if isinstance(v, bool) else _exact(v)
         if n is not None:
-            return n
+            return n, p
     if isinstance(value, list):  # sql probes unwrap single cells already: a list is a row set
-        return float(len(value))
-    n = _f(value)
+        return len(value), "rows"
+    n = _exact(value)
     if n is not None:
-        return n
+        return n, "value"
     if isinstance(value, dict):
-        return _f(value.get("latency_ms"))
-    return None
+        n = _f(value.get("latency_ms"))
+        if n is not None:
+            return n, "latency ms"
+    return None, ""

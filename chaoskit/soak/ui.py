@@ -43,7 +43,7 @@ class SoakConsole(ConsoleUI):
             s = p.get("series") or {}
             probes.add_row(_esc(name), _esc(p["group"]), str(p["reads"]),
                            f"[red]{p['errors']}[/]" if p["errors"] else "0",
-                           _n(s.get("min")), _n(s.get("max")), _esc(_last(p)[:60]))
+                           _n(s.get("min")), _n(s.get("max")), _esc(_last(p)[:40]))
         self.console.print(rules)
         self.console.print(probes)
         c = report.get("counts", {})
