@@ -173,6 +173,8 @@ def test_soak_cli_rule_fires_resolves_webhook_jsonl_exit_1(tmp_path, knob_db, ho
     assert 'class="alert-band critical" data-rule="knob too high"' in dom
     assert 'class="alert-band high" data-rule="knob high for a while"' in dom
     assert "3 quiet rule(s)" in dom and "SOAK" not in dom
+    r = CliRunner().invoke(main, ["report", str(out / "soak-report.json"), "-o", str(tmp_path / "again.html")])
+    assert r.exit_code == 0 and "knob too high" in (tmp_path / "again.html").read_text()
 
 
 def test_soak_gate_fail_on_and_webhook_failure_do_not_break_it(tmp_path, knob_db):
@@ -218,6 +220,19 @@ def test_soak_ctrl_c_ends_early_and_still_reports(tmp_path, knob_db):
     assert rep["status"] == "interrupted" and rep["verdict"] == "interrupted" and rep["gate"] == "passed"
     assert rep["probes"]["knob"]["reads"] >= 2 and rep["duration"] < 60
     assert any("SIGINT" in r for r in rep["reasons"]) and (out / "soak-report.html").exists()
+
+
+def test_soak_stop_event_ends_it_for_a_calling_gauntlet(tmp_path, knob_db):
+    cfg = load_soak_config(soak_file(tmp_path, knob_db))
+    stop = threading.Event()
+    timer = threading.Timer(1.0, stop.set)
+    timer.start()
+    t = time.monotonic()
+    res = run_soak(cfg, duration=3600, out_dir=tmp_path / "out", stop=stop)
+    assert time.monotonic() - t < 10
+    assert res.ok and res.exit_code == 0 and not res.interrupted
+    assert res.report["status"] == "stopped" and res.reasons[0].startswith("stopped early by the caller")
+    assert res.report["probes"]["knob"]["reads"] >= 2 and res.report_path and res.report_path.is_file()
 
 
 @pytest.fixture()
@@ -318,6 +333,10 @@ def test_soak_bad_input_is_exit_2_with_file_and_line(tmp_path, knob_db):
         assert r.exit_code == 2 and msg in r.output, (args, r.output)
     r = runner.invoke(main, ["soak", str(tmp_path / "missing.yaml"), "--duration", "1s"])
     assert r.exit_code == 2 and "cannot read" in r.output
+    nothing = tmp_path / "nothing.yaml"
+    nothing.write_text(good.read_text().replace("vars:", "target: {compose: {project: ckt-no-such-project}}\nvars:"))
+    r = runner.invoke(main, ["soak", str(nothing), "--duration", "1s", "--out", str(tmp_path / "n")])
+    assert r.exit_code == 3 and "has no containers: is the stack up?" in r.output and "Traceback" not in r.output
 
 
 def test_ledger_soak_config_is_valid_and_covers_the_reference_alerts():

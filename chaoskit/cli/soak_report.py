@@ -89,6 +89,8 @@ def soak(
     except ChaoskitError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        _bad(f"{out_dir}: cannot write the soak output: {exc.strerror or exc}")
     if output == "json":
         click.echo(json.dumps({
             "verdict": result.verdict, "exit_code": result.exit_code, "alerts": len(result.alerts),

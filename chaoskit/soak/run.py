@@ -148,6 +148,10 @@ class _Soak:
         spec = self.cfg.spec
         self.ui.phase(f"soak for {_fmt(self.duration)}: {len(self.cfg.probes)} probes in {len(spec.groups)} groups, "
                       f"{len(spec.alerts)} alert rules (fail on: {', '.join(spec.fail_on) or 'nothing'})")
+        for r in spec.alerts:
+            if r.for_ >= self.duration:
+                self.ui.info(f"warning: rule {r.name!r} needs {_fmt(r.for_)} of bad readings but the soak lasts "
+                             f"{_fmt(self.duration)}: it cannot fire")
         self.deadline = self.t0 + self.duration
         self.done = threading.Event()
         threads = [
@@ -233,6 +237,9 @@ class _Soak:
             names = sorted({a["rule"] for a in fired_gate})
             reasons.append(f"{len(fired_gate)} alert(s) of severity {'/'.join(spec.fail_on)} fired: {', '.join(names)}")
         gate = "failed" if fired_gate or self.thread_errors else "passed"
+        stopped = self.signo is None and self.stop.is_set() and self.elapsed < self.duration - 0.5
+        if stopped:
+            reasons.insert(0, f"stopped early by the caller after {self.elapsed:.1f}s of {self.duration:.0f}s")
         if self.signo is not None:
             verdict, code = "interrupted", 128 + self.signo
         else:
@@ -248,7 +255,7 @@ class _Soak:
             "ended": self.ended,
             "planned_duration": self.duration,
             "duration": round(self.elapsed, 3),
-            "status": "interrupted" if self.signo is not None else "completed",
+            "status": "interrupted" if self.signo is not None else ("stopped" if stopped else "completed"),
             "verdict": verdict,
             "gate": gate,
             "exit_code": code,
