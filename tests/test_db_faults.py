@@ -265,8 +265,11 @@ def test_unreachable_server_is_a_clear_error_without_password(ctx: RunContext) -
 def test_revert_record_after_the_fault_object_is_gone(accounts: str, ctx: RunContext) -> None:
     """A dead runner: only the ledger record is left, yet the lock and its sessions go."""
     fault = DbLock(LockParams(dsn=accounts, table="accounts", where="id = 3"), None, ctx)
+    # what the runner's ledger holds: written *before* apply, so no pids yet; the names suffice
+    record = json.loads(json.dumps(fault.record()))
+    assert record["pids"] == [] and record["application_names"] == [fault.app_name]
     fault.apply()
-    record = json.loads(json.dumps(fault.record()))  # what the ledger file holds
+    pids = fault.record()["pids"]
     conns = list(fault._conns)
     if fault.sampler:
         fault.sampler._stop.set()
@@ -279,10 +282,10 @@ def test_revert_record_after_the_fault_object_is_gone(accounts: str, ctx: RunCon
 
     out = DbLock.revert_record(record, RunContext(run_id="rollback", seed=0))
     assert out is not None
-    assert sorted(s["pid"] for s in out["sessions_ended"]) == sorted(record["pids"])
+    assert sorted(s["pid"] for s in out["sessions_ended"]) == sorted(pids)
     assert all(s["ended"] for s in out["sessions_ended"])
     assert chaoskit_sessions(accounts) == []
-    assert locks_of(accounts, record["pids"]) == 0
+    assert locks_of(accounts, pids) == 0
     with app_conn(accounts, autocommit=True) as c:
         c.execute("set lock_timeout = '1s'")
         c.execute("update accounts set balance_cents = 1 where id = 3")
@@ -428,6 +431,30 @@ def test_terminate_keeps_dropping_for_a_window(accounts: str, ctx: RunContext) -
     assert len(drops) == n_after_window  # nothing dropped once the window is over
     assert len(set(t_["pid"] for t_ in out["terminated"])) == out["terminated_total"]
     assert_clean(accounts, fault)
+
+
+def test_terminate_reports_what_the_role_may_not_drop(accounts: str, app_role: str, ctx: RunContext) -> None:
+    """A role that sees a superuser's session (pg_read_all_stats) but may not end it: the pass
+    goes on, drops what it may, and lists the refusal."""
+    weak = accounts.replace("postgres@", f"{app_role}@")
+    with psycopg.connect(accounts, autocommit=True) as c:
+        c.execute(f"grant pg_read_all_stats to {app_role}")
+    su = app_conn(accounts, "worker", autocommit=True)  # a superuser's session
+    mine = app_conn(weak, "worker", autocommit=True)  # the fault role's own session
+    ev = DbTerminate(TerminateParams(dsn=weak, application_name="worker"), None, ctx).apply()
+    by_pid = {t["pid"]: t for t in ev["terminated"]}
+    assert set(by_pid) == {su.info.backend_pid, mine.info.backend_pid}
+    assert by_pid[mine.info.backend_pid]["terminated"] is True
+    assert by_pid[su.info.backend_pid]["terminated"] is False
+    assert by_pid[su.info.backend_pid]["refused"] == "not permitted for this role"
+    assert alive(su) and not alive(mine)
+    with pytest.raises(FaultError, match="none may be terminated"):
+        DbTerminate(TerminateParams(dsn=weak, application_name="worker"), None, ctx).apply()
+    assert chaoskit_sessions(accounts) == []
+    su.close()
+    mine.close()
+    with psycopg.connect(accounts, autocommit=True) as c:
+        c.execute(f"revoke pg_read_all_stats from {app_role}")
 
 
 # -- db.deadlock -------------------------------------------------------------------------------

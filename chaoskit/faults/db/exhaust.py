@@ -87,6 +87,8 @@ class DbExhaust(DbFault):
         refused: str | None = None
         opened = 0
         for _ in range(max(0, want)):
+            if self.ctx.stop.is_set():  # interrupted: the runner reverts what was taken so far
+                break
             try:
                 self.open()
             except FaultError as exc:  # the server ran out before our count did: exhausted anyway

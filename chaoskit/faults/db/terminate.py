@@ -95,10 +95,16 @@ def match_sql(p: TerminateParams) -> tuple[sql.Composable, dict[str, Any]]:
     if p.state:
         conds.append(sql.SQL("a.state = any(%(state)s)"))
         args["state"] = list(p.state)
+    # Only terminate what this role may terminate (superuser; else not a superuser's backend and
+    # a member of its role or of pg_signal_backend): one refusal must not abort the whole pass.
     stmt = sql.SQL(
         "SELECT a.pid, a.application_name, a.usename, host(a.client_addr), a.datname, a.state,"
-        " left(a.query, {n}), pg_terminate_backend(a.pid, 1000)"
-        " FROM pg_stat_activity a WHERE {conds}"
+        " left(a.query, {n}),"
+        " CASE WHEN (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+        "   OR (NOT coalesce(r.rolsuper, false)"
+        "       AND (pg_has_role(a.usesysid, 'MEMBER') OR pg_has_role('pg_signal_backend', 'MEMBER')))"
+        " THEN pg_terminate_backend(a.pid, 1000) END"
+        " FROM pg_stat_activity a LEFT JOIN pg_roles r ON r.oid = a.usesysid WHERE {conds}"
     ).format(n=sql.Literal(QUERY_CHARS), conds=sql.SQL(" AND ").join(conds))
     return stmt, args
 
@@ -145,15 +151,18 @@ class DbTerminate(DbFault):
                 "terminated": bool(r[7]),
                 "t_ms": t_ms,
             }
+            | ({"refused": "not permitted for this role"} if r[7] is None else {})
             for r in rows
         ]
         with self._lock:
             self.passes += 1
-            self.total += len(dropped)
+            self.total += sum(d["terminated"] for d in dropped)
             room = MAX_LISTED - len(self.terminated)
             self.terminated.extend(dropped[: max(0, room)])
+        done = [d["pid"] for d in dropped if d["terminated"]]
         if dropped:
-            self.ctx.event("db.terminate.pass", n=len(dropped), pids=[d["pid"] for d in dropped])
+            self.ctx.event("db.terminate.pass", n=len(done), pids=done,
+                           refused=[d["pid"] for d in dropped if not d["terminated"]])
         return dropped
 
     def apply(self) -> dict[str, Any]:
@@ -164,9 +173,10 @@ class DbTerminate(DbFault):
         except psycopg.Error as exc:
             self.close_all()
             raise self.error("pg_terminate_backend failed", exc) from None
-        if not first and self.params.require_match:
+        if not any(d["terminated"] for d in first) and self.params.require_match:
             self.close_all()
-            raise FaultError(f"{self.name}: no connection matched {self._matchers()} (require_match: true)")
+            why = "no connection matched" if not first else f"{len(first)} matched but none may be terminated by this role"
+            raise FaultError(f"{self.name}: {why} {self._matchers()} (require_match: true)")
         if self.windowed:
             self._thread = threading.Thread(target=self._loop, name="chaoskit-db.terminate", daemon=True)
             self._thread.start()
