@@ -168,11 +168,13 @@ def take_lock(conn: psycopg.Connection, p: LockParams, fault: DbFault) -> dict[s
     return got
 
 
-def _rollback(conn: psycopg.Connection) -> None:
+def _rollback(conn: psycopg.Connection) -> bool:
+    """False when the session was already gone (ended by max_hold, or by someone else)."""
     try:
         conn.execute("ROLLBACK")
+        return True
     except psycopg.Error:
-        pass
+        return False
 
 
 @registry.faults.register("db.lock")
@@ -220,7 +222,7 @@ class DbLock(DbFault):
             self._reverted = {"released": False, "reason": "not applied"}
             return self._reverted
         # release first, measure afterwards: waiters must not wait on our bookkeeping
-        _rollback(self.holder)
+        alive = _rollback(self.holder)
         released_at = time.monotonic()
         waiters = self.sampler.stop() if self.sampler else {}
         left = self.close_all(self.monitor)
@@ -231,4 +233,6 @@ class DbLock(DbFault):
             "waiters": waiters,
             "sessions_left": left,
         }
+        if not alive:
+            self._reverted["session_lost"] = "the holding session had already ended (max_hold or terminated)"
         return self._reverted
