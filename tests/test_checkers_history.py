@@ -67,7 +67,8 @@ def test_rows_present_before_the_run_are_not_phantoms(tmp_path: Path) -> None:
 
 def test_malformed_lines_are_reported_with_line_numbers(tmp_path: Path) -> None:
     recs = [op("invoke", "a"), "{not json", op("ok", "a"), json.dumps([1, 2]),
-            json.dumps({"type": "bogus", "id": "q"}), "", op("ok", "b"), op("invoke", 1.5)]
+            json.dumps({"type": "bogus", "id": "q"}), "", op("ok", "b"), op("invoke", 1.5),
+            {"type": "invoke", "process": 3, "op": "open"}, {"type": "ok", "process": 3, "op": "open"}]
     p = write(tmp_path, recs)
     for loader in (h._loads, None):
         saved = h._loads
@@ -78,6 +79,7 @@ def test_malformed_lines_are_reported_with_line_numbers(tmp_path: Path) -> None:
             h._loads = saved
         assert [n for n, _ in parsed.malformed] == [2, 4, 5, 8]
         assert parsed.unmatched == ["b"]
+        assert parsed.without_id == 1  # a read without an id is not malformed
         res = h.history_findings(parsed, p)
         assert res.defects() == {"malformed", "unmatched"}
 

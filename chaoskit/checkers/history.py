@@ -115,6 +115,7 @@ class ParsedHistory:
     malformed_count: int = 0
     unmatched: list[str] = field(default_factory=list)
     unmatched_count: int = 0
+    without_id: int = 0
     bounds: list[BoundTotals] = field(default_factory=list)
 
     def bad(self, lineno: int, why: str) -> None:
@@ -230,8 +231,10 @@ def parse_history(path: Path | str, specs: list[HistorySpec]) -> ParsedHistory:
         elif cls is int:
             key = str(oid)
         else:
-            if not bound_ops:
-                out.bad(lineno, "operation without a usable id (string or integer)")
+            if oid is not None:
+                out.bad(lineno, "id must be a string or an integer")
+            elif bit == 1:
+                out.without_id += 1  # reads and other id-less ops: nothing to look up
             continue
         st = states[g]
         prev = st.get(key, 0)
@@ -409,5 +412,6 @@ def history_findings(parsed: ParsedHistory, path: Path | str) -> CheckResult:
     res.add(finding("history", "unmatched", parsed.unmatched_count == 0,
                     f"{parsed.unmatched_count} completions without a prior invoke",
                     count=parsed.unmatched_count, examples=parsed.unmatched))
-    res.info["history_file"] = {"lines": parsed.lines, "operations": parsed.ops}
+    res.info["history_file"] = {"lines": parsed.lines, "operations": parsed.ops,
+                                "operations_without_id": parsed.without_id}
     return res

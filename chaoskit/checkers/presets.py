@@ -106,6 +106,12 @@ HISTORY: list[dict[str, Any]] = [
      "id_column": "substr(aggregate_id, 7)", "where": "type = 'trade.opened'"},
     {"name": "trade closes", "op": ["close", "trade.close"], "table": "trades",
      "id_column": "close_client_order_id", "where": "close_client_order_id is not null"},
+    {"name": "reconciliations", "op": ["recon", "recon.run"], "table": "recon_runs",
+     "id_column": "client_order_id"},
+    # every other mutating op (fill, margin, replay, ...): its idempotency key is written in the
+    # same transaction as its effects, so the key's presence is the op's presence
+    {"name": "other operations", "table": "idempotency_keys", "id_column": "key",
+     "where": "status_code = 200 and op not in ('deposit', 'trade.open', 'trade.close', 'recon.run')"},
 ]
 
 EXPORT_TABLES = ["accounts", "trades", "fills", "positions", "entries", "events",
