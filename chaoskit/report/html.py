@@ -52,7 +52,7 @@ svg.timeline, svg.soak-timeline { font: 11px system-ui, "DejaVu Sans", sans-seri
 .probe-point.ok { fill: var(--ok); } .probe-point.fail { fill: var(--bad); stroke: #fff; stroke-width: 1.5; }
 .probe-value.fail { stroke: var(--bad); stroke-width: 2.5; }
 .series-line { fill: none; stroke-width: 1.5; opacity: .6; }
-.event-mark { fill: var(--bad); }
+.event-mark { fill: var(--bad); } .probe-error { fill: var(--bad); }
 .throughput-all { fill: #ffc9c9; } .throughput { fill: #74c0fc; stroke: #1971c2; stroke-width: 1; }
 .error-rate { fill: #ffa8a8; stroke: #e03131; stroke-width: 1; }
 .axis-val { fill: var(--mute); font-size: 10px; } .peak { fill: #c92a2a; font-size: 10px; font-weight: 600; }

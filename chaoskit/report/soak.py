@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chaoskit.report.svg import LEFT, RIGHT, SERIES, Axis, Svg, W, e, fmt_num
+from chaoskit.report.svg import LEFT, RIGHT, SERIES, Axis, Svg, W, e, fmt_exact
 
 
 def _f(v: Any, default: float = 0.0) -> float:
@@ -23,7 +23,7 @@ def _clip_list(names: list[str], n: int = 150) -> str:
 
 
 def _num(v: Any) -> str:
-    return "-" if v is None else fmt_num(_f(v))
+    return "-" if v is None else fmt_exact(_f(v))
 
 
 def _last(p: dict[str, Any]) -> str:
@@ -32,7 +32,7 @@ def _last(p: dict[str, Any]) -> str:
     if p.get("errors") and p.get("last_value") is None:
         return str(p.get("last_detail", ""))[:200]
     if s.get("last") is not None:
-        return f"{fmt_num(_f(s['last']))} ({p.get('plotted') or 'value'})"
+        return f"{fmt_exact(_f(s['last']))} ({p.get('plotted') or 'value'})"
     return json.dumps(p.get("last_value"), default=str)[:200]
 
 
@@ -69,10 +69,16 @@ def soak_timeline(rep: dict[str, Any]) -> str:
         s = p.get("series") or {}
         pts = s.get("points") or []
         h = 44
-        sub = f"{p.get('group')} · {p.get('reads')} reads" + (f" · {p.get('errors')} errors" if p.get("errors") else "")
+        sub = str(p.get("group"))
         if p.get("plotted") and p.get("plotted") not in ("value", ""):
             sub += f" · {p['plotted']}"
+        if p.get("errors"):
+            sub += f" · {p['errors']} err"
         y = svg.lane(name, h, sub=sub, cls="lane lane-probe")
+        for t_err in p.get("error_t") or []:  # unreadable moments: red ticks along the bottom
+            x = ax.x(_f(t_err))
+            svg.add(f'<rect class="probe-error" x="{x - 1.5:.1f}" y="{y + h - 8:.1f}" width="3" height="8">'
+                    f"<title>{e(f'{_f(t_err):.1f}s: unreadable')}</title></rect>")
         if not pts:
             svg.add(f'<text class="note" x="{LEFT + 8}" y="{y + 26:.1f}">no numeric values</text>')
             continue
@@ -92,9 +98,9 @@ def soak_timeline(rep: dict[str, Any]) -> str:
         if len(pts) <= 200:
             for pt in pts:
                 svg.add(f'<circle class="soak-point" cx="{ax.x(_f(pt[0])):.1f}" cy="{py(_f(pt[3])):.1f}" r="2.2" '
-                        f'fill="{color}"><title>{e(f"{_f(pt[0]):.1f}s: {fmt_num(_f(pt[3]))}")}</title></circle>')
-        svg.add(f'<text class="axis-val" x="{W - RIGHT + 2}" y="{y + 10:.1f}">{e(fmt_num(_f(s.get("max"))))}</text>')
-        svg.add(f'<text class="axis-val" x="{W - RIGHT + 2}" y="{y + h - 2:.1f}">{e(fmt_num(_f(s.get("min"))))}</text>')
+                        f'fill="{color}"><title>{e(f"{_f(pt[0]):.1f}s: {fmt_exact(_f(pt[3]))}")}</title></circle>')
+        svg.add(f'<text class="axis-val" x="{W - RIGHT + 2}" y="{y + 10:.1f}">{e(fmt_exact(_f(s.get("max"))))}</text>')
+        svg.add(f'<text class="axis-val" x="{W - RIGHT + 2}" y="{y + h - 2:.1f}">{e(fmt_exact(_f(s.get("min"))))}</text>')
     return svg.render(spans)
 
 

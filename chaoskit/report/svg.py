@@ -15,8 +15,8 @@ from html import escape
 from chaoskit.report.timeline import FaultBand, RunView
 
 W = 1160
-LEFT = 190
-RIGHT = 48
+LEFT = 200
+RIGHT = 76
 PW = W - LEFT - RIGHT
 
 PHASE_COLORS = {
@@ -55,6 +55,14 @@ def fmt_num(v: float) -> str:
     if v == int(v):
         return str(int(v))
     return f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
+
+
+def fmt_exact(v: float) -> str:
+    """Axis and table values: integers in full (a one-cent drift in 600,000,000 cents must
+    show), other numbers to four significant digits."""
+    if float(v).is_integer() and abs(v) < 2**53:
+        return f"{int(v):,}"
+    return f"{v:.4g}"
 
 
 def tick_step(span: float) -> float:
@@ -186,10 +194,10 @@ def _series(svg: Svg, pts: list[tuple[float, float, bool, str]], y: float, h: fl
     for (x, yy), (t, v, ok, detail) in zip(coords, pts, strict=True):
         svg.add(
             f'<circle class="probe-value {"ok" if ok else "fail"}" cx="{x:.1f}" cy="{yy:.1f}" r="3.5" fill="{color}">'
-            f"<title>{e(f'{t:.2f}s: {fmt_num(v)} — {detail}')}</title></circle>"
+            f"<title>{e(f'{t:.2f}s: {fmt_exact(v)} — {detail}')}</title></circle>"
         )
-    svg.add(f'<text class="axis-val" x="{W - RIGHT + 2}" y="{y + 10:.1f}">{e(fmt_num(hi))}</text>')
-    svg.add(f'<text class="axis-val" x="{W - RIGHT + 2}" y="{y + h - 2:.1f}">{e(fmt_num(lo))}</text>')
+    svg.add(f'<text class="axis-val" x="{W - RIGHT + 2}" y="{y + 10:.1f}">{e(fmt_exact(max(vals)))}</text>')
+    svg.add(f'<text class="axis-val" x="{W - RIGHT + 2}" y="{y + h - 2:.1f}">{e(fmt_exact(min(vals)))}</text>')
     return lo, hi
 
 

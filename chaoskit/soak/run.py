@@ -28,6 +28,8 @@ from chaoskit.soak.alerts import AlertBook, RuleState, WebhookSender, compact
 from chaoskit.soak.config import SoakConfig
 from chaoskit.soak.series import Series, soak_numeric, spec_paths
 
+MAX_ERROR_MARKS = 500
+
 
 @dataclass
 class SoakResult:
@@ -49,6 +51,7 @@ class _ProbeStats:
     group: str
     kind: str
     plotted: str = "value"
+    error_t: list[float] = field(default_factory=list)  # first MAX_ERROR_MARKS unreadable moments
     reads: int = 0
     errors: int = 0
     failed: int = 0  # the probe's own expect did not hold
@@ -208,6 +211,8 @@ class _Soak:
         st.last_t = round(t, 3)
         if not read_ok:
             st.errors += 1
+            if len(st.error_t) < MAX_ERROR_MARKS:
+                st.error_t.append(round(t, 3))
         elif not res.ok:
             st.failed += 1
         value = compact(res.value, 2000) if read_ok else None
@@ -265,7 +270,7 @@ class _Soak:
             "groups": {n: {"interval": g.interval, "probes": [p.name for p in self.cfg.group_probes(n)]}
                        for n, g in spec.groups.items()},
             "probes": {
-                n: {"group": s.group, "probe": s.kind, "plotted": s.plotted, "reads": s.reads, "errors": s.errors, "failed": s.failed,
+                n: {"group": s.group, "probe": s.kind, "plotted": s.plotted, "error_t": s.error_t, "reads": s.reads, "errors": s.errors, "failed": s.failed,
                     "last_value": s.last_value, "last_detail": s.last_detail, "last_t": s.last_t,
                     "series": s.series.to_json()}
                 for n, s in self.stats.items()
