@@ -457,6 +457,20 @@ def test_terminate_reports_what_the_role_may_not_drop(accounts: str, app_role: s
         c.execute(f"revoke pg_read_all_stats from {app_role}")
 
 
+def test_terminate_repeat_counts_passes(accounts: str, ctx: RunContext) -> None:
+    conns = [app_conn(accounts, "batch", autocommit=True)]
+    fault = DbTerminate(TerminateParams(dsn=accounts, application_name="batch", repeat=3, every="100ms"), None, ctx)
+    assert len(fault.apply()["terminated"]) == 1
+    conns.append(app_conn(accounts, "batch", autocommit=True))  # reconnects: pass 2 or 3 drops it
+    time.sleep(0.6)
+    out = fault.revert()
+    assert out is not None and out["passes"] == 3 and out["terminated_total"] == 2
+    assert not any(alive(c) for c in conns)
+    assert_clean(accounts, fault)
+    for c in conns:
+        c.close()
+
+
 # -- db.deadlock -------------------------------------------------------------------------------
 
 
@@ -487,6 +501,14 @@ def test_deadlock_app_mode_gives_the_client_40P01(accounts: str, ctx: RunContext
     with psycopg.connect(accounts) as c:  # the aborted transfer left no trace: books balance
         assert c.execute("select sum(balance_cents) from accounts").fetchone() == (40000,)
     client.close()
+
+
+def test_deadlock_bad_conditions_fail_at_apply(accounts: str, ctx: RunContext) -> None:
+    for first, second, match in [("id = 1", "idd = 2", "second 'idd = 2' is not a valid"), ("id = 99", "id = 2", "matched no rows")]:
+        fault = DbDeadlock(DeadlockParams(dsn=accounts, table="accounts", first=first, second=second), None, ctx)
+        with pytest.raises(FaultError, match=match):
+            fault.apply()
+    assert chaoskit_sessions(accounts) == []
 
 
 def test_deadlock_hold_mode_makes_app_transactions_deadlock_each_other(accounts: str, ctx: RunContext) -> None:

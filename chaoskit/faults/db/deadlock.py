@@ -156,6 +156,12 @@ class DbDeadlock(DbFault):
             self.before = database_deadlocks(self.monitor)
             raw = self.monitor.execute("select setting::int from pg_settings where name = 'deadlock_timeout'").fetchone()
             self.deadlock_timeout_ms = int(raw[0]) if raw else 1000
+            try:  # a typo in ``second`` must fail now, not when the app finally waits on us
+                self.monitor.execute(
+                    sql.SQL("EXPLAIN SELECT 1 FROM {} WHERE {}").format(qualified(p.table), sql.SQL(p.second))
+                )
+            except psycopg.Error as exc:
+                raise self.error(f"second {p.second!r} is not a valid condition on {p.table}", exc) from None
             self.a = self.open()
             first_rows = self._begin_first(self.a, p.first)
             evidence: dict[str, Any] = {
