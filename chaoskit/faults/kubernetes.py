@@ -231,7 +231,7 @@ def _restore_scale(b: KubernetesBackend, name: str, replicas: int) -> dict[str, 
 
 
 class ContainerKillParams(FaultParams):
-    signal: str | int = Field("SIGKILL", description="signal sent to PID 1 of the container")
+    signal: str | int = Field("SIGKILL", description="signal sent to the container's main process")
     method: Literal["exec", "delete"] = Field(
         "exec", description="exec: `kill` inside the container; delete: delete the pod (grace_period)"
     )
@@ -246,12 +246,13 @@ class ContainerKillParams(FaultParams):
 
 
 class ContainerKill(_K8sFault):
-    """Signal PID 1 of one container through exec (or delete the pod).
+    """Signal a container's main process through exec (or delete the pod).
 
     PID 1 of a PID namespace only receives signals it installed a handler for when they come
     from inside the namespace: an exec'd ``kill -KILL 1`` is ignored by the kernel. So after the
     exec we watch restartCount and raise a clear FaultError instead of reporting a kill that did
-    not happen; ``method: delete`` is the reliable hard kill.
+    not happen. Pods with ``shareProcessNamespace: true`` don't have that problem (the main
+    process is not PID 1 there); otherwise ``method: delete`` is the reliable hard kill.
     """
 
     name = "container.kill"
@@ -270,11 +271,12 @@ class ContainerKill(_K8sFault):
             container = inst.meta["container"]
             before = _restarts(inst.meta.get("pod"), container)
             sig = str(p.signal)[3:]
-            rc, text = b.exec(inst.name, container, ["sh", "-c", f"kill -s {sig} 1"])
-            if rc != 0:
-                raise FaultError(f"kill -s {sig} 1 in {inst.name}/{container} failed (rc {rc}): {text.strip()}")
+            rc, text = b.exec(inst.name, container, ["sh", "-c", _KILL_MAIN.replace("-s SIG", f"-s {sig}")])
+            if rc != 0 or "pid:" not in text:
+                raise FaultError(f"signalling {inst.name}/{container} failed (rc {rc}): {text.strip()}")
+            pid = text.split("pid:", 1)[1].split()[0]
             ev: dict[str, Any] = {"pod": inst.name, "container": container, "signal": p.signal,
-                                  "restarts_before": before}
+                                  "pid": int(pid) if pid.isdigit() else pid, "restarts_before": before}
             if p.await_exit > 0:
                 after = _wait_restart(b, inst.name, inst.id, container, before, p.await_exit)
                 if after is None:
@@ -286,6 +288,27 @@ class ContainerKill(_K8sFault):
                 ev["restarts_after"] = after
             out.append(ev)
         return {"killed": out, "at": time.time()}
+
+
+# The container's main process: PID 1 when the container has its own PID namespace; with
+# shareProcessNamespace PID 1 is the pod's pause process (never signal that), so take the
+# oldest (lowest) PID of this container's mount namespace instead.
+_KILL_MAIN = r"""
+me=$$; mine=$(readlink /proc/self/ns/mnt); t=""
+if [ "$(readlink /proc/1/ns/mnt 2>/dev/null)" = "$mine" ]; then t=1; else
+  for d in /proc/[0-9]*; do
+    p=${d#/proc/}
+    [ "$p" = "$me" ] && continue
+    [ "$(readlink "$d/ns/mnt" 2>/dev/null)" = "$mine" ] || continue
+    ppid=$(awk '/^PPid:/{print $2}' "$d/status" 2>/dev/null)
+    [ "$ppid" = "$me" ] && continue
+    if [ -z "$t" ] || [ "$p" -lt "$t" ]; then t=$p; fi
+  done
+fi
+[ -n "$t" ] || { echo "no process of this container found" >&2; exit 3; }
+echo "pid:$t"
+kill -s SIG "$t"
+"""
 
 
 def _restarts(pod: Any, container: str) -> int | None:
@@ -715,7 +738,8 @@ class _EphemeralNetFault(_K8sFault):
             "image": p.image,  # type: ignore[attr-defined]
             "imagePullPolicy": p.image_pull_policy,  # type: ignore[attr-defined]
             "command": ["sh", "-c", script],
-            "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}},
+            # NET_ADMIN only takes effect for uid 0 (the chaoskit image defaults to 10001)
+            "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}, "runAsUser": 0, "runAsNonRoot": False},
         }
 
     def apply(self) -> dict[str, Any]:
