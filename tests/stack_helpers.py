@@ -12,7 +12,7 @@ import psycopg
 
 LEDGER_DIR = Path(__file__).resolve().parent.parent / "compose" / "ledger"
 INVARIANTS = LEDGER_DIR / "invariants.sql"
-TEST_ENV = {"LEDGER_API_PORT": "", "BROKER_PORT": "", "LEDGER_PG_PORT": ""}
+TEST_ENV = {"LEDGER_API_PORT": "", "BROKER_PORT": "", "LEDGER_PG_PORT": "", "LEDGER_RECON_SETTLE_S": "2"}
 
 
 def load_invariants(path: Path = INVARIANTS) -> list[tuple[str, str]]:

@@ -107,9 +107,11 @@ def test_workload_history_complete_and_invariants_hold(stack: Stack, tmp_path: P
     oks = {r["id"] for r in recs if r["op"] == "open" and r["type"] == "ok"}
     assert oks and oks <= trades
     assert violations(stack.dsn) == {}
+    time.sleep(2)  # LEDGER_RECON_SETTLE_S=2 in tests: every broker fill is then due in the ledger
     recon = httpx.post(f"{stack.api}/recon", json={"client_order_id": f"t-recon-{uuid.uuid4().hex[:6]}"},
                        timeout=30).json()
     assert recon["status"] == "matched" and recon["checked"] > 0, recon
+    assert not recon["missing_in_ledger"] and not recon["unknown_at_broker"]
     replay = httpx.post(f"{stack.api}/replay", json={"client_order_id": f"t-replay-{uuid.uuid4().hex[:6]}"},
                         timeout=30).json()
     assert replay["mismatch_count"] == 0 and replay["positions"] > 0, replay
@@ -136,6 +138,23 @@ def test_idempotency_and_logs(stack: Stack, docker_client: Any) -> None:
     logs = stack.container(docker_client, "ledger-api").logs().decode()
     assert f"trade.open.begin id={key} account_id=acct-2" in logs
     assert f"trade.open.end id={key} status=ok" in logs and f"trade.open.end id={key} status=422" in logs
+
+
+def test_recon_finds_a_fill_the_ledger_lost_and_a_retry_books_it(stack: Stack) -> None:
+    key = f"t-lost-{uuid.uuid4().hex[:6]}"
+    body = {"client_order_id": key, "account_id": "acct-3", "instrument": "AAPL", "side": "buy", "qty": 3}
+    # The broker filled it, the ledger never booked it: what a crash after the broker call leaves.
+    order = httpx.post(f"{stack.broker}/orders", json=body, timeout=10).json()
+    fills = sorted(f["fill_id"] for f in order["fills"])
+    time.sleep(2.5)
+    recon = httpx.post(f"{stack.api}/recon", json={"client_order_id": key + "-r1"}, timeout=30).json()
+    assert recon["status"] == "mismatch" and set(fills) <= set(recon["missing_in_ledger"]), recon
+    # The client's retry with the same key resolves it: the broker answers with the same fills.
+    booked = httpx.post(f"{stack.api}/trades", json=body, timeout=10).json()
+    assert sorted(booked["fills"]) == fills
+    recon = httpx.post(f"{stack.api}/recon", json={"client_order_id": key + "-r2"}, timeout=30).json()
+    assert recon["status"] == "matched", recon
+    assert violations(stack.dsn) == {}
 
 
 def test_sigkilled_api_comes_back(stack: Stack, docker_client: Any) -> None:

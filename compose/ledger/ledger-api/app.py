@@ -43,7 +43,7 @@ ACCOUNTS = os.environ.get(
 )
 DEPOSIT_CENTS = int(os.environ.get("LEDGER_DEPOSIT_CENTS", "100000000"))
 MARGIN_BPS = int(os.environ.get("LEDGER_MARGIN_BPS", "1000"))  # required margin: 10% of cost
-RECON_SETTLE_S = float(os.environ.get("LEDGER_RECON_SETTLE_S", "10"))
+RECON_SETTLE_S = float(os.environ.get("LEDGER_RECON_SETTLE_S", "30"))  # > any op's broker-to-commit time
 SCHEMA_LOCK = 727101
 KNOWN_BUGS = {"no_idempotency", "non_atomic_open", "cent_off"}
 KEY_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
