@@ -88,6 +88,8 @@ def synthetic_failed_verify(tmp: Path) -> dict:
              "t_start": 1.0, "t_end": 4.0, "status": "ok", "firings": []},
             {"phase": "revert", "kind": "revert", "name": "revert lock entries", "id": "lock", "t_start": 3.9,
              "t_end": 4.0, "status": "ok"},
+            {"phase": "hypothesis-after", "kind": "probe", "name": "books balance", "probe": "sql", "t_start": 4.2,
+             "t_end": 4.4, "status": "failed", "value": 1999, "detail": "NOT 1999 == 0"},
             {"phase": "verify", "kind": "checker", "name": "ledger", "t_start": 5.0, "t_end": 8.5, "status": "failed",
              "result": {"ok": False, "findings": [
                  {"check": "history", "name": "lost", "ok": False, "message": "2 acknowledged writes are missing",
@@ -120,7 +122,7 @@ def synthetic_unreverted(tmp: Path) -> dict:
             {"phase": "method", "kind": "fault", "name": "cut db", "id": "cut", "fault": "network.partition",
              "t_start": 0.5, "status": "running", "firings": [{"applied_t": 0.6, "instances": [{"name": "api-1"}]}]},
         ],
-        "events": [],
+        "events": [{"t": 1.2, "kind": "deviation", "probe": "api healthy", "detail": "status 503"}],
     }
 
 
@@ -186,6 +188,8 @@ def test_report_in_headless_chromium(real_journals, tmp_path):
     assert "2 acknowledged writes are missing" in dom and "EUR imbalance of 1999 cents" in dom
     assert "2 of 3 finding(s) failed" in dom
     assert "did not fire within 1.0s" in dom  # the failed run's reason
+    assert len(re.findall(r'class="probe-point fail"', dom)) == 1 and "NOT 1999 == 0" in dom
+    assert len(re.findall(r'class="event-mark"', dom)) == 1 and "deviation: api healthy status 503" in dom
     assert dom.count('class="throughput"') == 2 and "peak 50% at 1s" in dom
     png = screenshot(out, tmp_path / "report.png")
     w, h, rows = png_pixels(png, max_rows=900)
@@ -217,5 +221,7 @@ def test_report_cli_dirs_and_bad_input(real_journals, tmp_path):
 def test_secrets_are_redacted_in_the_report(tmp_path):
     j = synthetic_failed_verify(tmp_path)
     j["reasons"] = ["could not connect to postgresql://ledger:hunter2@db:5432/ledger"]
+    j["title"] = "<script>alert(1)</script> & co"
     html = render_report([j], tmp_path / "s.html").read_text()
     assert "hunter2" not in html and "postgresql://ledger:***@db:5432/ledger" in html
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in html

@@ -333,6 +333,10 @@ def test_soak_bad_input_is_exit_2_with_file_and_line(tmp_path, knob_db):
         assert r.exit_code == 2 and msg in r.output, (args, r.output)
     r = runner.invoke(main, ["soak", str(tmp_path / "missing.yaml"), "--duration", "1s"])
     assert r.exit_code == 2 and "cannot read" in r.output
+    r = runner.invoke(main, ["soak", str(good), "--duration", "1s", "--out", str(tmp_path / "j"), "--output", "json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert res["verdict"] == "passed" and res["alerts"] == 0 and Path(res["report"]).is_file()
     nothing = tmp_path / "nothing.yaml"
     nothing.write_text(good.read_text().replace("vars:", "target: {compose: {project: ckt-no-such-project}}\nvars:"))
     r = runner.invoke(main, ["soak", str(nothing), "--duration", "1s", "--out", str(tmp_path / "n")])
