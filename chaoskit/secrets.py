@@ -11,12 +11,19 @@ _KV_PASS = re.compile(r"(?P<pre>\b(?:password|passwd|pwd|token|secret)\s*=\s*)(?
 MASK = "***"
 
 
+# A password learnt from a DSN is also masked wherever it appears on its own, but only when it
+# is long enough not to be an ordinary word of the stack ("ledger" would turn "ledger-api" into
+# "***-api"); inside URLs and key=value pairs it is always masked by the patterns above.
+MIN_IMPLICIT = 8
+
+
 class Redactor:
     def __init__(self, secrets: list[str] | None = None):
+        """``secrets``: values the user marked secret; masked wherever they appear."""
         self._secrets: set[str] = {s for s in (secrets or []) if s and len(s) >= 3}
 
-    def add(self, value: str) -> None:
-        if value and len(value) >= 3:
+    def add(self, value: str, explicit: bool = False) -> None:
+        if value and len(value) >= (3 if explicit else MIN_IMPLICIT):
             self._secrets.add(value)
 
     def text(self, s: str) -> str:

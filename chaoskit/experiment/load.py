@@ -414,7 +414,13 @@ def _fault(col: _Collector, data: dict[str, Any], path: tuple) -> FaultPlan | No
     if cls is None:
         col.add((*path, key), f"unknown fault {spec.kind_name!r} (known: {', '.join(registry.faults.names())})")
         return None
-    params = _validate_params(col, cls, dict(spec.model_extra or {}), path)
+    extras = dict(spec.model_extra or {})
+    model_fields = getattr(getattr(cls, "Params", None), "model_fields", {})
+    for key in ("repeat", "every"):  # a fault that repeats by itself (db.terminate) owns these keys
+        if key in model_fields and key in data:
+            extras[key] = data[key]
+            setattr(spec, key, None)
+    params = _validate_params(col, cls, extras, path)
     if getattr(cls, "needs_target", False) and spec.target is None:
         col.add(path, f"{spec.kind_name} needs a target, e.g. target: {{service: NAME}}")
     trig = None

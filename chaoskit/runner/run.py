@@ -98,6 +98,7 @@ class Runner:
         self.history_path: Path | None = None
         self.checkers: list[tuple[str, Any]] = []
         self.fault_records: list[dict[str, Any]] = []
+        self._target_ok = False  # rollbacks are pointless when the target never resolved
 
     # ------------------------------------------------------------ entry point
 
@@ -195,13 +196,14 @@ class Runner:
             self.ctx.backend = backend
             if backend is not None:
                 rec["target"] = backend.describe()
-                services = {
-                    s.spec.target.service
-                    for s in [*exp.fault_steps(), *exp.rollbacks]
-                    if s.spec.target and s.spec.target.service
-                }
+                services: set[str] = set()
+                for s in [*exp.fault_steps(), *exp.rollbacks]:
+                    if s.spec.target and s.spec.target.service:
+                        services.add(s.spec.target.service)
+                    services |= _param_services(s.params)
                 check_target(backend, services)
             self.journal.set("target", backend.describe() if backend else None)
+        self._target_ok = True
 
         if self.opts.dry_run:
             self._dry_run()
@@ -495,13 +497,21 @@ class Runner:
     def _revert(self, fault: Any, entry: str | None, plan: FaultPlan) -> None:
         with self.journal.step("revert", "revert", f"revert {plan.name}", id=plan.id) as rec:
             try:
-                rec["evidence"] = fault.revert()
+                rec["evidence"] = ev = fault.revert()
             except Exception as exc:  # noqa: BLE001 - keep the ledger entry for `chaoskit rollback`
                 rec["status"] = "failed"
                 rec["error"] = f"{type(exc).__name__}: {exc}"
                 self.reasons.append(f"revert of {plan.name} failed: {exc}; run `chaoskit rollback {self.run_id}`")
                 self.status = "failed"
                 return
+            # some faults can only tell at revert time whether they bit (packet counters, bytes delayed)
+            if isinstance(ev, dict) and ev.get("took_effect") is False and self.exp.spec.settings.require_fault_evidence:
+                rec["status"] = "failed"
+                self.reasons.append(
+                    f"{plan.name}: the fault did not take effect (no traffic hit it); the run proves nothing"
+                )
+                if self.status in ("completed", "deviated"):
+                    self.status = "failed"
         if entry:
             self.ledger.remove(entry)
 
@@ -520,6 +530,7 @@ class Runner:
 
         kind, params = self.exp.workload  # type: ignore[misc]
         self.history_path = self.journal.path.with_suffix(".history.jsonl")
+        self.history_path.unlink(missing_ok=True)  # a rerun with the same journal path starts afresh
         with self.journal.step("workload", "workload", f"start {kind} workload") as rec:
             self.workload = make_workload(kind, params, self.ctx, self.history_path)
             self.workload.start()
@@ -531,6 +542,13 @@ class Runner:
             return
         wl, self.workload = self.workload, None
         with self.journal.step("workload", "workload", "stop workload") as rec:
+            duration = getattr(getattr(wl, "params", None), "duration", None)
+            running = getattr(wl, "running", None)
+            if duration and running is not None and not self.ctx.stop.is_set():
+                # a workload with a duration is the traffic window: let it finish its time
+                rec["waited_for_duration"] = True
+                while running() and self.ctx.sleep(0.1):
+                    pass
             wl.stop()
             wl.join()
             summary = wl.summary()
@@ -549,7 +567,7 @@ class Runner:
             self._stop_workload()
         except Exception as exc:  # noqa: BLE001
             self.reasons.append(f"stopping the workload failed: {exc}")
-        if self.exp.rollbacks and not self.opts.dry_run:
+        if self.exp.rollbacks and not self.opts.dry_run and self._target_ok:
             self.ui.phase("rollbacks")
             was_stopped = self.ctx.stop.is_set()
             self.ctx.stop.clear()  # rollbacks must run even after a stop
@@ -620,6 +638,22 @@ class _Monitor:
                     r.deviations.append(d)
                     r.journal.event("deviation", **d)
                     r._deviate(f"continuous hypothesis {plan.name} failed during the method: {res.detail}")
+
+
+def _param_services(params: Any) -> set[str]:
+    """Services a fault names in its own keys (partitions, proxies), for the pre-flight check."""
+    out: set[str] = set()
+
+    def walk(v: Any) -> None:
+        if isinstance(v, str):
+            out.add(v.split(":", 1)[0])
+        elif isinstance(v, list | tuple):
+            for x in v:
+                walk(x)
+
+    for key in ("between", "from_", "to", "services", "clients"):
+        walk(getattr(params, key, None))
+    return {s for s in out if s}
 
 
 def _short(obj: Any, n: int = 300) -> str:
