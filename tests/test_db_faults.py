@@ -150,7 +150,7 @@ def test_row_lock_blocks_update_and_releases_within_100ms(accounts: str, ctx: Ru
     unblock_ms = (client.done_at - t_revert) * 1000
     assert unblock_ms < 100, f"UPDATE proceeded {unblock_ms:.1f} ms after revert"
 
-    assert out is not None and out["released"] is True
+    assert out is not None and out["released"] is True and out["took_effect"] is True
     w = out["waiters"]
     assert "error" not in w, w.get("error")
     assert w["distinct_waiters"] == 1 and w["max_concurrent"] == 1
@@ -204,8 +204,9 @@ def test_advisory_lock(accounts: str, ctx: RunContext) -> None:
     assert fault.apply()["lock"]["key"] == [7, 42]
     with app_conn(accounts, "app", autocommit=True) as c:
         assert c.execute("select pg_try_advisory_lock(7, 42)").fetchone() == (False,)
-        fault.revert()
+        out = fault.revert()
         assert c.execute("select pg_try_advisory_lock(7, 42)").fetchone() == (True,)
+    assert out is not None and out["took_effect"] is False  # nobody waited: it proved nothing
     assert_clean(accounts, fault)
 
 
@@ -459,10 +460,10 @@ def test_terminate_reports_what_the_role_may_not_drop(accounts: str, app_role: s
 
 def test_terminate_repeat_counts_passes(accounts: str, ctx: RunContext) -> None:
     conns = [app_conn(accounts, "batch", autocommit=True)]
-    fault = DbTerminate(TerminateParams(dsn=accounts, application_name="batch", repeat=3, every="100ms"), None, ctx)
+    fault = DbTerminate(TerminateParams(dsn=accounts, application_name="batch", repeat=3, every="500ms"), None, ctx)
     assert len(fault.apply()["terminated"]) == 1
     conns.append(app_conn(accounts, "batch", autocommit=True))  # reconnects: pass 2 or 3 drops it
-    time.sleep(0.6)
+    time.sleep(1.3)  # passes at 0, 0.5 and 1.0 s, then no more
     out = fault.revert()
     assert out is not None and out["passes"] == 3 and out["terminated_total"] == 2
     assert not any(alive(c) for c in conns)

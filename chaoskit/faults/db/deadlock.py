@@ -363,6 +363,7 @@ END
             "deadlock_detected": after > self.before or bool(seen),
             "counter_raised": after > self.before,
         }
+        ev["took_effect"] = ev["deadlock_detected"]
         if p.mode == "app":
             ev["cycles"] = self.cycles
             ev["victims"] = sorted({c["victim"] for c in seen})

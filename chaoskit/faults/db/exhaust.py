@@ -111,6 +111,7 @@ class DbExhaust(DbFault):
         }
         if refused:
             self.info["stopped_early"] = refused
+        self.info["took_effect"] = opened > 0
         self._applied = True
         self.ctx.event("db.exhaust.holding", taken=opened + 1, free_now=max_conn - after)
         return self.info

@@ -232,6 +232,8 @@ class DbLock(DbFault):
             "lock": self.acquired,
             "waiters": waiters,
             "sessions_left": left,
+            # the runner's require_fault_evidence: a lock nobody waited on proved nothing
+            "took_effect": bool(waiters.get("distinct_waiters")),
         }
         if not alive:
             self._reverted["session_lost"] = "the holding session had already ended (max_hold or terminated)"

@@ -324,6 +324,8 @@ class DbSlow(DbFault):
             ev["settings_restored"] = self._undo_settings()
         if self._error:
             ev["error"] = self._error
+        stalled = bool(ev.get("stalls", {}).get("waiters", {}).get("distinct_waiters"))
+        ev["took_effect"] = stalled or bool(ev.get("settings_restored"))
         ev["sessions_left"] = self.close_all(self.monitor)
         self._reverted = ev
         return ev

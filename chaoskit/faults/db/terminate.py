@@ -180,7 +180,12 @@ class DbTerminate(DbFault):
         if self.windowed:
             self._thread = threading.Thread(target=self._loop, name="chaoskit-db.terminate", daemon=True)
             self._thread.start()
-        return {"server": self.server(), "match": self._matchers(), "terminated": first}
+        return {
+            "server": self.server(),
+            "match": self._matchers(),
+            "terminated": first,
+            "took_effect": any(d["terminated"] for d in first) or self.windowed,
+        }
 
     def _loop(self) -> None:
         p = self.params
@@ -219,6 +224,7 @@ class DbTerminate(DbFault):
                 "terminated_total": self.total,
                 "terminated": list(self.terminated),
                 "sessions_left": left,
+                "took_effect": self.total > 0,
             }
         if self._error:
             self._reverted["error"] = self._error
