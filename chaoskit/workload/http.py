@@ -437,12 +437,14 @@ class HttpWorkload:
     def _rate_note(self, achieved: float, target: float, s: dict[str, Any]) -> str:
         why = []
         if self.skipped_busy:
-            p99 = s["latency_ms"].get("p99", 0)
+            xs = [x for v in self.latency.values() for x in v]
+            mean = sum(xs) / len(xs) if xs else 0.0
+            cap = self.params.concurrency / max(mean, 1e-3) * 1000
             why.append(
                 f"{self.skipped_busy} of {self.scheduled} ticks skipped: all {self.params.concurrency} "
-                f"processes busy (latency p99 {p99} ms; {self.params.concurrency} processes sustain about "
-                f"{self.params.concurrency / max(p99, 1e-3) * 1000:.0f} ops/s at that latency: raise "
-                "concurrency or lower the rate)"
+                f"processes busy (server latency mean {mean:.0f} ms, p99 {s['latency_ms'].get('p99', 0)} ms; "
+                f"{self.params.concurrency} processes sustain about {cap:.0f} ops/s at that mean, less "
+                "in its bursts: raise concurrency or lower the rate)"
             )
         if self.no_eligible:
             why.append(f"{self.no_eligible} ticks found no eligible template (pick/take pools empty)")
