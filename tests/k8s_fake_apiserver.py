@@ -17,8 +17,13 @@ log follower call through the official ``kubernetes`` client:
   create, get, delete;
 - ``/version``.
 
-Out of scope: exec and port-forward (websocket upgrades answer 400), watches, admission,
-field selectors, real scheduling. Every request is recorded in ``requests`` so tests can assert
+- ``/api/v1/namespaces/{ns}/pods/{name}/portforward``: the websocket channel protocol the
+  official client speaks (``v4.channel.k8s.io``: a data and an error channel per port, each
+  opened with a 2-byte port frame), bridged to a real TCP address the test maps the pod's port
+  to with ``forward_port(ns, pod, port, (host, port))``.
+
+Out of scope: exec and attach (they answer 400), watches, admission, field selectors, real
+scheduling. Every request is recorded in ``requests`` so tests can assert
 that nothing touched another namespace or a cluster-scoped path. This is NOT Kubernetes: where a
 ``KUBECONFIG`` pointing at a real cluster is present, the end-to-end tests run against it too.
 """
@@ -177,6 +182,7 @@ class FakeKubeAPI:
         self.logs: dict[tuple[str, str], _Log] = {}
         self.requests: list[Request] = []
         self.recreate = True  # the toy controller replaces deleted pods
+        self.port_targets: dict[tuple[str, str, int], tuple[str, int]] = {}
         self._rv = 1
         self._stopping = False
         self._server: ThreadingHTTPServer | None = None
@@ -366,6 +372,11 @@ class FakeKubeAPI:
         with self.cond:
             self.logs.setdefault((ns, pod), _Log()).closed = True
             self.cond.notify_all()
+
+    def forward_port(self, ns: str, pod: str, port: int, target: tuple[str, int]) -> None:
+        """Where a port-forward to ``pod:port`` really connects (a loopback server, a test container)."""
+        with self.lock:
+            self.port_targets[(ns, pod, port)] = target
 
     def restart_container(self, ns: str, pod: str, container: str | None = None) -> None:
         with self.lock:
@@ -724,6 +735,10 @@ class _Handler(BaseHTTPRequestHandler):
             query.setdefault("gracePeriodSeconds", [str(body["gracePeriodSeconds"])])
         with self.fake.lock:
             self.fake.requests.append(Request(self.command, parts.path, query, body, ctype))
+        pf = re.match(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/portforward$", parts.path)
+        if pf and self.headers.get("Upgrade", "").lower() == "websocket":
+            self._portforward(pf.group(1), pf.group(2), query)
+            return
         try:
             result = self.fake.handle(self.command, parts.path, query, body)
         except ApiError as err:
@@ -783,3 +798,102 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
         self.close_connection = True
+
+    # --- port-forward over websocket (server side of RFC 6455, just what the client uses) ------
+
+    def _ws_send(self, payload: bytes, opcode: int = 2) -> None:
+        n = len(payload)
+        if n < 126:
+            head = bytes([0x80 | opcode, n])
+        elif n < 65536:
+            head = bytes([0x80 | opcode, 126]) + n.to_bytes(2, "big")
+        else:
+            head = bytes([0x80 | opcode, 127]) + n.to_bytes(8, "big")
+        with self._ws_lock:
+            self.wfile.write(head + payload)
+            self.wfile.flush()
+
+    def _ws_recv(self) -> tuple[int, bytes] | None:
+        head = self.rfile.read(2)
+        if len(head) < 2:
+            return None
+        opcode, masked, n = head[0] & 0x0F, head[1] & 0x80, head[1] & 0x7F
+        if n == 126:
+            n = int.from_bytes(self.rfile.read(2), "big")
+        elif n == 127:
+            n = int.from_bytes(self.rfile.read(8), "big")
+        mask = self.rfile.read(4) if masked else b""
+        data = self.rfile.read(n)
+        if mask:
+            data = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+        return opcode, data
+
+    def _portforward(self, ns: str, pod: str, query: dict[str, list[str]]) -> None:
+        import base64
+        import hashlib
+        import socket
+
+        self._ws_lock = threading.Lock()
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        accept = base64.b64encode(
+            hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+        ).decode()
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.send_header("Sec-WebSocket-Protocol", "v4.channel.k8s.io")
+        self.end_headers()
+        self.close_connection = True
+        port = int((query.get("ports") or ["0"])[0].split(",")[0])
+        prefix = bytes([port & 0xFF, port >> 8])
+        self._ws_send(b"\x00" + prefix)
+        self._ws_send(b"\x01" + prefix)
+        with self.fake.lock:
+            exists = (ns, pod) in self.fake.pods
+            target = self.fake.port_targets.get((ns, pod, port))
+        if not exists or target is None:
+            self._ws_send(b"\x01" + f"fake: nothing listens on {pod}:{port}".encode())
+            self._ws_send(b"", opcode=8)
+            return
+        try:
+            conn = socket.create_connection(target, timeout=5)
+        except OSError as exc:
+            self._ws_send(b"\x01" + f"fake: cannot reach {target}: {exc}".encode())
+            self._ws_send(b"", opcode=8)
+            return
+        conn.settimeout(None)
+
+        def upstream() -> None:  # target -> client
+            try:
+                while True:
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    self._ws_send(b"\x00" + data)
+            except OSError:
+                pass
+            try:
+                self._ws_send(b"", opcode=8)
+            except OSError:
+                pass
+
+        t = threading.Thread(target=upstream, daemon=True)
+        t.start()
+        try:
+            while True:
+                frame = self._ws_recv()
+                if frame is None or frame[0] == 8:
+                    break
+                opcode, data = frame
+                if opcode == 2 and data[:1] == b"\x00" and len(data) > 1:
+                    conn.sendall(data[1:])
+        except OSError:
+            pass
+        finally:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+            t.join(timeout=2)

@@ -7,13 +7,13 @@ import random
 from pathlib import Path
 
 import pytest
-from kubernetes_helpers import NS
 
 from chaoskit.backends.base import Selection
 from chaoskit.backends.kubernetes import KubernetesBackend, KubernetesTarget
 from chaoskit.errors import TargetError
 
 pytest_plugins = ("kubernetes_helpers",)  # the fake-API fixtures
+NS = "ledger"  # the namespace the fake is seeded in (kubernetes_helpers.NS)
 
 
 def names(insts) -> list[str]:

@@ -10,7 +10,6 @@ import threading
 import time
 
 import pytest
-from kubernetes_helpers import NS
 from pydantic import ValidationError
 
 from chaoskit import registry
@@ -20,6 +19,7 @@ from chaoskit.faults import kubernetes as kf
 from chaoskit.runner.context import RunContext
 
 pytest_plugins = ("kubernetes_helpers",)  # the fake-API fixtures
+NS = "ledger"  # the namespace the fake is seeded in (kubernetes_helpers.NS)
 
 
 def make(cls, ctx, target: dict | None = None, **params):
