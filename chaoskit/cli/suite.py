@@ -72,3 +72,44 @@ def suite(paths, var, var_file, fail_fast, junit, reports_dir, name, seed, tags,
         _summary_table(result, Console(stderr=True))
         click.echo(f"suite journal: {result.journal}" + (f"; junit: {junit}" if junit else ""), err=True)
     sys.exit(result.exit_code)
+
+
+@click.command()
+@click.argument("config", required=False, type=click.Path(), default="experiments/gauntlet/phase7.yaml")
+@var_option
+@click.option("--soak-duration", help="override the soak gate's duration, e.g. 5m or 72h")
+@click.option("--up", is_flag=True, help="bring the stack up first")
+@click.option("--reports-dir", default="reports", type=click.Path(), show_default=True)
+@click.option("--quiet", "-q", is_flag=True)
+def gauntlet(config, var, soak_duration, up, reports_dir, quiet) -> None:
+    """Soak -> chaos suite -> audit; stop at the first failing gate; a report per gate and a final one."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from chaoskit.experiment.load import parse_overrides
+    from chaoskit.gauntlet import PROTOCOL, run_gauntlet
+    from chaoskit.ui import ConsoleUI, QuietUI
+    from chaoskit.units import parse_duration
+
+    try:
+        dur = parse_duration(soak_duration) if soak_duration else None
+    except ValueError as exc:
+        click.echo(f"error: --soak-duration: {exc}", err=True)
+        sys.exit(2)
+    try:
+        result = run_gauntlet(Path(config), overrides=parse_overrides(var), soak_duration=dur,
+                              reports_dir=Path(reports_dir), up=up, ui=QuietUI() if quiet else ConsoleUI())
+    except ExperimentError as exc:
+        _fail_invalid(exc)
+    console = Console(stderr=True)
+    t = Table(title=f"{result.title}: {'PASSED' if result.ok else 'FAILED'}")
+    for col in ("gate", "verdict", "s", "why"):
+        t.add_column(col)
+    for g in result.gates:
+        color = {"passed": "green", "skipped": "dim"}.get(g.verdict, "red")
+        t.add_row(g.name, f"[{color}]{g.verdict}[/]", f"{g.seconds:.1f}", "; ".join(g.reasons)[:160])
+    console.print(t)
+    if not result.ok:
+        console.print(PROTOCOL)
+    click.echo(f"gauntlet report: {result.json_path}" + (f", {result.html_path}" if result.html_path else ""), err=True)
+    sys.exit(result.exit_code)
