@@ -494,6 +494,8 @@ def test_deadlock_app_mode_gives_the_client_40P01(accounts: str, ctx: RunContext
     assert out is not None
     assert out["victims"] == ["app"] and out["sqlstate"] == "40P01"
     assert out["cycles"][0]["app_pid"] == client.pid
+    assert out["cycles"][0]["app_application_name"] == "app"
+    assert "update accounts" in out["cycles"][0]["app_query"]
     assert out["deadlock_detected"] and out["counter_raised"]
     assert out["deadlocks_after"] == out["deadlocks_before"] + 1
     j = load_journal(ctx.journal.path)  # type: ignore[union-attr]
@@ -501,6 +503,30 @@ def test_deadlock_app_mode_gives_the_client_40P01(accounts: str, ctx: RunContext
     assert_clean(accounts, fault)
     with psycopg.connect(accounts) as c:  # the aborted transfer left no trace: books balance
         assert c.execute("select sum(balance_cents) from accounts").fetchone() == (40000,)
+    client.close()
+
+
+def test_deadlock_app_mode_with_foreign_key_share_locks(accounts: str, ctx: RunContext) -> None:
+    """The reference ledger's shape: a transaction that only *references* both accounts (double
+    entry rows, FK checks take FOR KEY SHARE) still deadlocks in mode app, because chaoskit's
+    own FOR UPDATE on the second account conflicts with the app's key-share lock."""
+    with psycopg.connect(accounts, autocommit=True) as c:
+        c.execute("create table entries (id serial primary key, account_id int not null references accounts, amount_cents bigint not null)")
+
+    client = Client(accounts, lambda c: c.execute("insert into entries (account_id, amount_cents) values (2, -700), (1, 700)"))
+    time.sleep(1.0)  # see the counter note in db.deadlock
+    fault = DbDeadlock(DeadlockParams(dsn=accounts, table="accounts", first="id = 1", second="id = 2"), None, ctx)
+    fault.apply()
+    client.start()
+    assert fault.wait(10)
+    client.join(5)
+    assert isinstance(client.error, psycopg.errors.DeadlockDetected)
+    out = fault.revert()
+    assert out is not None and out["victims"] == ["app"] and out["took_effect"] is True
+    assert "insert into entries" in out["cycles"][0]["app_query"]
+    with psycopg.connect(accounts) as c:
+        assert c.execute("select count(*), coalesce(sum(amount_cents), 0) from entries").fetchone() == (0, 0)
+    assert_clean(accounts, fault)
     client.close()
 
 

@@ -15,6 +15,10 @@ application transactions that take the rows in opposite orders queue behind them
 ``first`` is released, chaoskit waits until its waiters queue again (on ``second``), then
 releases ``second``: the two application transactions now hold one row each and want the
 other's, every time (releasing both at once lets one take both rows first: no deadlock).
+Hold mode needs application transactions that take *conflicting* locks on both rows (UPDATE,
+FOR UPDATE). Transactions that only reference the rows (foreign keys: FOR KEY SHARE, which
+do not conflict with each other) never deadlock each other; for those use mode ``app``,
+where chaoskit's own FOR UPDATE on ``second`` is the conflicting lock.
 
 In both modes pg_stat_database.deadlocks is read before and after. The victim backend flushes
 that counter when it next goes idle (at most about once a second), so the "after" value is
@@ -208,7 +212,7 @@ class DbDeadlock(DbFault):
         lt = max(p.lock_timeout, self.deadlock_timeout_ms / 1000 * 5 + 2)
         body = sql.SQL(
             """
-DECLARE w int; n bigint; t1 timestamptz; deadline timestamptz := clock_timestamp() + {chunk}::interval;
+DECLARE w int; n bigint; t1 timestamptz; q text; app text; deadline timestamptz := clock_timestamp() + {chunk}::interval;
 BEGIN
   LOOP
     PERFORM pg_stat_clear_snapshot();
@@ -222,7 +226,10 @@ BEGIN
     IF clock_timestamp() > deadline THEN RETURN; END IF;
     PERFORM pg_sleep({poll});
   END LOOP;
+  SELECT left(a.query, 200), a.application_name INTO q, app FROM pg_stat_activity a WHERE a.pid = w;
   RAISE NOTICE 'chaoskit-waiter %', w;
+  RAISE NOTICE 'chaoskit-app %', coalesce(app, '');
+  RAISE NOTICE 'chaoskit-query %', coalesce(q, '');
   PERFORM set_config('lock_timeout', {lt}, true);
   t1 := clock_timestamp();
   SELECT count(*) INTO n FROM (SELECT 1 FROM {table} WHERE {second} FOR UPDATE) AS chaoskit_locked;
@@ -261,9 +268,8 @@ END
                 continue
             locked = next((n.split()[1:] for n in notes if n.startswith("chaoskit-locked ")), None)
             waited_ms = int(float(locked[1])) if locked else None
-            info = self.monitor.execute(
-                "select application_name, left(query, 200) from pg_stat_activity where pid = %s", (waiter,)
-            ).fetchone()
+            # who waited, as seen the moment it queued (by now it may have rolled back)
+            seen = {n.split(" ", 1)[0]: (n.split(" ", 1) + [""])[1] for n in notes}
             if sqlstate == "40P01":
                 victim = "chaoskit"
             elif sqlstate is None:
@@ -279,8 +285,8 @@ END
                 "n": len(self.cycles) + 1,
                 "victim": victim,
                 "app_pid": waiter,
-                "app_application_name": info[0] if info else None,
-                "app_query": self.ctx.redactor.text((info[1] if info else "") or ""),
+                "app_application_name": seen.get("chaoskit-app"),
+                "app_query": self.ctx.redactor.text(seen.get("chaoskit-query", "")),
                 "sqlstate_seen_by_chaoskit": sqlstate,
                 "chaoskit_waited_ms": waited_ms,
             }
