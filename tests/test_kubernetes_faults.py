@@ -104,8 +104,29 @@ def test_revert_from_ledger_record_alone_after_a_crash(fake, ctx) -> None:
     del f  # the runner died
     assert pods_of(fake, "broker-") == []
     out = kf.rollback_record(rec)  # no ctx: backend rebuilt from the record's kubeconfig
-    assert out["revert"] == {"deployment": "broker", "replicas": 1}
+    assert out["revert"]["deployment"] == "broker" and out["revert"]["replicas"] == 1
     assert len(pods_of(fake, "broker-")) == 1
+
+
+def test_chaoskit_rollback_reverts_and_sweeps_from_the_ledger(fake, ctx, tmp_path) -> None:
+    """The real `chaoskit rollback` code path (chaoskit.runner.rollback) over an on-disk ledger."""
+    from chaoskit.runner.ledger import FaultLedger
+    from chaoskit.runner.rollback import rollback
+
+    ledger = FaultLedger(tmp_path, ctx.run_id)
+    part = make(kf.NetworkPartition, ctx, {"service": "ledger-api"})
+    ledger.add(part.record())
+    part.apply()
+    scale = make(kf.DeploymentScale, ctx, replicas=0, deployment="broker")
+    scale.apply()  # its ledger entry is "lost": the sweep of the partition's entry must undo it
+    del part, scale
+    assert fake.netpols and pods_of(fake, "broker-") == []
+    report = rollback(tmp_path, log=lambda s: None)
+    assert report["failed"] == 0 and report["reverted"] == 1, report
+    assert fake.netpols == {}
+    assert len(pods_of(fake, "broker-")) == 1
+    assert not any(kf.RUN_LABEL in p["metadata"]["labels"] for (ns, _), p in fake.pods.items() if ns == NS)
+    assert ledger.entries() == []
 
 
 def test_partition_isolates_one_pod_and_rollback_removes_it(fake, ctx) -> None:

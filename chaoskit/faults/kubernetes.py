@@ -80,6 +80,15 @@ def _signal_name(value: str | int) -> str:
     return name[3:]
 
 
+def _after_crash(record: dict[str, Any], ctx: RunContext | None, out: dict[str, Any]) -> dict[str, Any]:
+    """Without a live run (``chaoskit rollback`` after the runner died), also sweep everything
+    else the run left in the namespace, so one ledger entry is enough to clean up fully."""
+    if ctx is None and record.get("k8s") and (record.get("run_label") or record.get("run_id")):
+        b = backend_for(None, record)
+        out["cleanup"] = cleanup_run(b.api_client, b.namespace, record.get("run_label") or record.get("run_id"))
+    return out
+
+
 def _pods_of(record: dict[str, Any]) -> list[dict[str, Any]]:
     return list(record.get("pods") or [])
 
@@ -95,6 +104,7 @@ class _K8sFault(Fault):
 
     def record(self) -> dict[str, Any]:
         rec = super().record()
+        rec["backend"] = "kubernetes"
         rec["k8s"] = self.backend.target_record()
         rec["run_label"] = label_value(self.ctx.run_id)
         rec["pods"] = [
@@ -209,7 +219,7 @@ class DeploymentScale(_K8sFault):
         if record.get("deployment") is None or record.get("original_replicas") is None:
             return None
         b = backend_for(ctx, record)
-        return _restore_scale(b, record["deployment"], int(record["original_replicas"]))
+        return _after_crash(record, ctx, _restore_scale(b, record["deployment"], int(record["original_replicas"])))
 
 
 def _restore_scale(b: KubernetesBackend, name: str, replicas: int) -> dict[str, Any]:
@@ -408,7 +418,7 @@ class ContainerPause(_K8sFault):
             if rc != 0:
                 raise FaultError(f"resuming {pod['name']} failed (rc {rc}): {text.strip()}")
             out.append({"pod": pod["name"], "resumed": text.split(":", 1)[-1].split()})
-        return {"resumed": out}
+        return _after_crash(record, ctx, {"resumed": out})
 
 
 # --- network.partition ----------------------------------------------------------------------
@@ -636,7 +646,7 @@ class NetworkPartition(_K8sFault):
         unlabelled = [
             pod["name"] for pod in _pods_of(record) if _strip_pod_marks(b, pod["name"], [record.get("label")])
         ]
-        return {"policies": names, "removed": removed, "unlabelled": unlabelled}
+        return _after_crash(record, ctx, {"policies": names, "removed": removed, "unlabelled": unlabelled})
 
 
 def _other_policies(b: KubernetesBackend, instances: list[Any]) -> list[str]:
@@ -776,7 +786,7 @@ class _EphemeralNetFault(_K8sFault):
             out.append(
                 _end_ephemeral(b, pod["name"], record.get("ephemeral_container"), record.get("revert_cmd"), token)
             )
-        return {"reverted": out}
+        return _after_crash(record, ctx, {"reverted": out})
 
 
 def _wait_ephemeral_running(b: KubernetesBackend, pod: str, name: str, timeout: float) -> None:
@@ -947,8 +957,9 @@ def rollback_record(record: dict[str, Any], ctx: RunContext | None = None) -> di
     impl = kubernetes_impl(str(record.get("fault")))
     if impl is not None:
         out["revert"] = impl.revert_record(record, ctx)
-    b = backend_for(ctx, record)
-    out["cleanup"] = cleanup_run(b.api_client, b.namespace, record.get("run_label") or record.get("run_id"))
+    if "cleanup" not in (out.get("revert") or {}):
+        b = backend_for(ctx, record)
+        out["cleanup"] = cleanup_run(b.api_client, b.namespace, record.get("run_label") or record.get("run_id"))
     return out
 
 
