@@ -530,6 +530,33 @@ def test_deadlock_app_mode_with_foreign_key_share_locks(accounts: str, ctx: RunC
     client.close()
 
 
+def test_deadlock_app_mode_retries_when_a_waiter_closes_no_cycle(accounts: str, ctx: RunContext) -> None:
+    plain = Client(accounts, lambda c: c.execute("update accounts set balance_cents = 1 where id = 1"), "plain")
+    crossing = Client(
+        accounts,
+        lambda c: (c.execute("update accounts set balance_cents = 2 where id = 2"), c.execute("update accounts set balance_cents = 3 where id = 1")),
+        "crossing",
+    )
+    time.sleep(1.0)  # see the counter note in db.deadlock
+    fault = DbDeadlock(DeadlockParams(dsn=accounts, table="accounts", first="id = 1", second="id = 2"), None, ctx)
+    fault.apply()
+    plain.start()  # queues on A but holds nothing A wants: no cycle, it must just go through
+    plain.join(10)
+    assert plain.error is None
+    crossing.start()
+    assert fault.wait(10)
+    crossing.join(5)
+    assert isinstance(crossing.error, psycopg.errors.DeadlockDetected)
+    out = fault.revert()
+    assert out is not None
+    assert [c["victim"] for c in out["cycles"]] == ["none", "app"] and out["attempts"] == 2
+    assert [c["app_application_name"] for c in out["cycles"]] == ["plain", "crossing"]
+    assert out["victims"] == ["app"] and out["took_effect"] is True
+    assert_clean(accounts, fault)
+    plain.close()
+    crossing.close()
+
+
 def test_deadlock_bad_conditions_fail_at_apply(accounts: str, ctx: RunContext) -> None:
     for first, second, match in [("id = 1", "idd = 2", "second 'idd = 2' is not a valid"), ("id = 99", "id = 2", "matched no rows")]:
         fault = DbDeadlock(DeadlockParams(dsn=accounts, table="accounts", first=first, second=second), None, ctx)

@@ -90,6 +90,7 @@ class DbDeadlock(DbFault):
         self.before = 0
         self.deadlock_timeout_ms = 1000
         self.cycles: list[dict[str, Any]] = []
+        self.attempts = 0
         self._stop = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -254,7 +255,9 @@ END
         notes: list[str] = []
         a.add_notice_handler(lambda d: notes.append(d.message_primary or ""))
         stmt = self._close_cycle_sql(a, 1.0)
-        while len(self.cycles) < p.deadlocks and not self._stop.is_set():
+        # an app transaction that queued on A without holding ``second`` closes no cycle: that
+        # attempt is recorded and A tries again with the next waiter, until ``deadlocks`` real ones
+        while self._produced() < p.deadlocks and not self._stop.is_set():
             notes.clear()
             sqlstate: str | None = None
             try:
@@ -282,7 +285,7 @@ END
             else:
                 victim = "none"
             cycle: dict[str, Any] = {
-                "n": len(self.cycles) + 1,
+                "n": self.attempts + 1,
                 "victim": victim,
                 "app_pid": waiter,
                 "app_application_name": seen.get("chaoskit-app"),
@@ -295,14 +298,19 @@ END
             rollback_quietly(a)  # let the app (or its retry) through
             if victim == "chaoskit":
                 a.execute("select pg_stat_force_next_flush()")
-            self.cycles.append(cycle)
+            self.attempts += 1
+            if victim != "none" or len(self.cycles) < 20:
+                self.cycles.append(cycle)
             self.ctx.event("db.deadlock.cycle", **cycle)
-            if len(self.cycles) < p.deadlocks and not self._stop.is_set():
+            if self._produced() < p.deadlocks and not self._stop.is_set():
                 try:
                     self._begin_first(a, p.first)
                 except FaultError as exc:
                     self._error = str(exc)
                     return
+
+    def _produced(self) -> int:
+        return sum(c["victim"] != "none" for c in self.cycles)
 
     def wait(self, timeout: float) -> bool:
         """Block until mode ``app`` produced all its deadlocks (tests, scripted steps)."""
@@ -372,6 +380,7 @@ END
         ev["took_effect"] = ev["deadlock_detected"]
         if p.mode == "app":
             ev["cycles"] = self.cycles
+            ev["attempts"] = self.attempts
             ev["victims"] = sorted({c["victim"] for c in seen})
             ev["sqlstate"] = "40P01" if seen else None
         else:
