@@ -71,7 +71,8 @@ def protect(dsn: str, ctx: RunContext | None) -> None:
 
 def clean_error(exc: BaseException, dsn: str | None = None) -> str:
     """One line, password-free: error text is evidence and ends up in journals."""
-    red = Redactor([p for p in [dsn_password(dsn or "")] if p])
+    red = Redactor()
+    red.add(dsn_password(dsn or "") or "")  # implicit: a short word-like password is left alone
     text = " ".join(str(exc).split()) or type(exc).__name__
     return red.text(text)
 
