@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from report_helpers import dump_dom
 
 from chaoskit.cli import main
+from chaoskit.errors import ExperimentError
 from chaoskit.soak import load_soak_config, run_soak
 from chaoskit.soak.resources import cpu_percent, memory
 
@@ -233,6 +234,74 @@ def test_soak_stop_event_ends_it_for_a_calling_gauntlet(tmp_path, knob_db):
     assert res.ok and res.exit_code == 0 and not res.interrupted
     assert res.report["status"] == "stopped" and res.reasons[0].startswith("stopped early by the caller")
     assert res.report["probes"]["knob"]["reads"] >= 2 and res.report_path and res.report_path.is_file()
+
+
+class Shop:
+    """A loopback HTTP service for the soak's workload; ``broken`` makes it answer 500."""
+
+    def __init__(self) -> None:
+        self.broken = False
+        shop = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802
+                code = 500 if shop.broken else 200
+                self.send_response(code)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *a: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_soak_with_workload_alerts_on_its_error_rate(tmp_path):
+    shop = Shop()
+    p = tmp_path / "wl.yaml"
+    p.write_text(textwrap.dedent(f"""\
+        chaoskit: 1
+        kind: soak
+        title: shop under load
+        workload:
+          http: {{base_url: "{shop.url}", rate: 40/s, concurrency: 4, ops: [{{name: browse, method: GET, path: /items}}]}}
+        groups:
+          load:
+            interval: 250ms
+            probes:
+              - {{name: traffic, probe: workload.stats, window: 1s}}
+        alerts:
+          - {{name: shop errors, severity: critical, probe: traffic, when: {{path: $.error_rate, gt: 0.5}}, for: 500ms}}
+          - {{name: shop slow, severity: high, probe: traffic, when: {{path: $.latency_ms.p99, gt: 2000}}}}
+        """))
+    text = p.read_text()
+    nowl = tmp_path / "nowl.yaml"
+    nowl.write_text(text.split("workload:")[0] + "groups:" + text.split("groups:")[1])
+    with pytest.raises(ExperimentError, match="a workload.stats probe needs a workload"):
+        load_soak_config(nowl)
+    cfg = load_soak_config(p)
+    threading.Timer(1.5, lambda: setattr(shop, "broken", True)).start()
+    try:
+        res = run_soak(cfg, duration=4, out_dir=tmp_path / "out")
+    finally:
+        shop.server.shutdown()
+        shop.server.server_close()
+    assert not res.ok and res.exit_code == 1
+    assert [a["rule"] for a in res.alerts] == ["shop errors"]
+    a = res.alerts[0]
+    assert a["value"]["error_rate"] > 0.5 and a["value"]["fail"] + a["value"]["info"] > 0 and a["t"] > 1.5
+    wl = res.report["workload"]["counts"]
+    assert wl["ok"] > 20 and wl["fail"] + wl["info"] > 20 and Path(res.report["history"]).is_file()
+    traffic = res.report["probes"]["traffic"]
+    assert traffic["plotted"] == "$.error_rate" and traffic["series"]["min"] == 0 and traffic["series"]["max"] > 0.5
+    html = res.report_path.read_text() if res.report_path else ""
+    assert 'class="throughput"' in html and 'class="error-rate"' in html
 
 
 @pytest.fixture()

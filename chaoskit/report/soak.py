@@ -5,9 +5,13 @@ last value of each bucket), then the alert list and the per-probe and per-rule t
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from chaoskit.report.svg import LEFT, RIGHT, SERIES, Axis, Svg, W, e, fmt_exact
+from chaoskit.report.svg import LEFT, RIGHT, SERIES, Axis, Svg, W, _area, e, fmt_exact, fmt_num
+from chaoskit.report.timeline import _buckets
+
+MAX_HISTORY_BYTES = 200 << 20  # beyond this the workload.stats series tells the story, faster
 
 
 def _f(v: Any, default: float = 0.0) -> float:
@@ -34,6 +38,22 @@ def _last(p: dict[str, Any]) -> str:
     if s.get("last") is not None:
         return f"{fmt_exact(_f(s['last']))} ({p.get('plotted') or 'value'})"
     return json.dumps(p.get("last_value"), default=str)[:200]
+
+
+def _workload_lanes(svg: Svg, rep: dict[str, Any]) -> None:
+    """Throughput and error rate per second from the soak's workload history, when it has one."""
+    hist = rep.get("history")
+    if not hist or not Path(hist).is_file() or Path(hist).stat().st_size > MAX_HISTORY_BYTES:
+        return
+    buckets, _ = _buckets({"history": hist, "started": rep.get("started"), "steps": []}, None)
+    if not buckets:
+        return
+    top = max(b.completed / b.width for b in buckets) or 1
+    y = svg.lane("workload throughput", 60, sub=f"ops/s (max {fmt_num(top)})", cls="lane lane-throughput")
+    _area(svg, [(b.t, b.width, b.completed / b.width) for b in buckets], y, 60, top, "throughput-all", "completed ops/s")
+    _area(svg, [(b.t, b.width, b.ok / b.width) for b in buckets], y, 60, top, "throughput", "ok ops/s")
+    y = svg.lane("workload errors", 40, sub="fail+info / completed", cls="lane lane-errors")
+    _area(svg, [(b.t, b.width, b.error_rate) for b in buckets], y, 40, 1.0, "error-rate", "error rate per second")
 
 
 def soak_timeline(rep: dict[str, Any]) -> str:
@@ -65,6 +85,7 @@ def soak_timeline(rep: dict[str, Any]) -> str:
                 + "</g>"
             )
             spans.append((a0, a1, f"alert {a.get('severity')}"))
+    _workload_lanes(svg, rep)
     for i, (name, p) in enumerate((rep.get("probes") or {}).items()):
         s = p.get("series") or {}
         pts = s.get("points") or []

@@ -85,6 +85,9 @@ class SoakSpec(_Strict):
     alerts: list[AlertRule] = Field(default_factory=list)
     fail_on: list[Severity] = Field(default_factory=lambda: ["critical"], description="severities that fail the gate")
     outputs: Outputs = Field(default_factory=Outputs)
+    workload: dict[str, Any] | None = Field(
+        None, description="optional load during the soak, as in an experiment; watch it with probe: workload.stats"
+    )
 
 
 @dataclass
@@ -104,6 +107,7 @@ class SoakConfig:
     vars: dict[str, Any]
     secrets: list[str]
     probes: dict[str, SoakProbe] = field(default_factory=dict)
+    workload: tuple[str, Any] | None = None  # (kind, validated params), as Experiment.workload
 
     @property
     def title(self) -> str:
@@ -121,8 +125,9 @@ def load_soak_config(
 ) -> SoakConfig:
     """Parse and validate; raises ExperimentError listing every problem with file:line."""
     import chaoskit.soak.resources  # noqa: F401 - registers container.stats
+    import chaoskit.soak.workload_stats  # noqa: F401 - registers workload.stats
     from chaoskit.expect import validate_spec
-    from chaoskit.experiment.load import _Collector, _probe, load_var_files
+    from chaoskit.experiment.load import _Collector, _probe, _workload, load_var_files
     from chaoskit.experiment.subst import SubstError, resolve_vars, substitute
     from chaoskit.experiment.yamlpos import YamlError, load_with_positions
 
@@ -212,7 +217,12 @@ def load_soak_config(
     if spec is not None and spec.target and spec.target.compose and spec.target.compose.file:
         f = Path(spec.target.compose.file)
         spec.target.compose.file = str(f if f.is_absolute() else (source.resolve().parent / f).resolve())
+    workload = None
+    if data.get("workload") is not None:
+        workload = _workload(col, data["workload"], source.resolve().parent)
+    if workload is None and any(p.plan.spec.probe == "workload.stats" for p in probes.values()):
+        col.add(("groups",), "a workload.stats probe needs a workload: in the soak file")
     if col.problems or spec is None:
         raise ExperimentError(col.problems)
     return SoakConfig(spec=spec, source=source, base_dir=source.resolve().parent, vars=variables,
-                      secrets=secrets, probes=probes)
+                      secrets=secrets, probes=probes, workload=workload)

@@ -104,20 +104,47 @@ class _Soak:
         self.started = utc_iso()
         self.t0 = time.monotonic()
         old = self._signals()
+        self.workload: Any = None
+        self.workload_summary: dict[str, Any] | None = None
         try:
             self._target()
             self.started = utc_iso()
             self.t0 = time.monotonic()  # the time axis starts with the first reading, not target lookup
+            self._start_workload()
             self._loop()
         finally:
             for sig, h in old.items():
                 signal.signal(sig, h)
             self.ended = utc_iso()
             self.elapsed = time.monotonic() - self.t0
+            self._stop_workload()
             self.book.close()
             if self._samples is not None:
                 self._samples.close()
         return self._finish(alerts_path)
+
+    def _start_workload(self) -> None:
+        if self.cfg.workload is None:
+            return
+        from chaoskit.workload import make_workload
+
+        kind, params = self.cfg.workload
+        path = self.out_dir / "workload.history.jsonl"
+        self.ctx.workload_history = path  # type: ignore[attr-defined]  # read by workload.stats
+        self.workload = make_workload(kind, params, self.ctx, path)
+        self.ui.info(f"workload: {kind}, history {path}")
+        self.workload.start()
+
+    def _stop_workload(self) -> None:
+        wl, self.workload = self.workload, None
+        if wl is None:
+            return
+        try:
+            wl.stop()
+            wl.join()
+            self.workload_summary = wl.summary()
+        except Exception as exc:  # noqa: BLE001 - the soak's own verdict must still be written
+            self.thread_errors.append(f"stopping the workload failed: {type(exc).__name__}: {exc}")
 
     def _signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
@@ -219,7 +246,7 @@ class _Soak:
         st.last_value = self.redactor(value)
         st.last_detail = self.redactor.text(res.detail)
         if read_ok:
-            n, what = soak_numeric(res.value, self.paths.get(probe, []))
+            n, what = soak_numeric(res.value, self.paths.get(probe, []), st.plotted if st.series.count else None)
             if n is not None:
                 st.series.add(t, n)
                 st.plotted = what
@@ -287,6 +314,10 @@ class _Soak:
         }
         if spec.outputs.samples_file:
             report["files"]["samples"] = str(self.out_dir / spec.outputs.samples_file)
+        if self.workload_summary is not None:
+            report["workload"] = self.workload_summary
+            report["history"] = str(self.out_dir / "workload.history.jsonl")
+            report["files"]["history"] = report["history"]
         if self.book.webhook is not None:
             report["webhook"] = self.book.webhook.stats()
         report = self.redactor(report)

@@ -68,27 +68,30 @@ def _exact(v: Any) -> int | float | None:
     return n
 
 
-def soak_numeric(value: Any, paths: list[str]) -> tuple[int | float | None, str]:
-    """(number to plot, what it is): a rule's ``path`` first (booleans as 1/0, so "running"
-    dips show), then the plain value, the row count of a row set, an HTTP latency."""
+def _measure(value: Any, how: str) -> int | float | None:
     from chaoskit.expect import get_path
-    from chaoskit.report.timeline import _f
 
-    for p in paths:
-        try:
-            v = get_path(value, p)
-        except (KeyError, ValueError):
-            continue
-        n = int(v) if isinstance(v, bool) else _exact(v)
+    if how == "rows":
+        return len(value) if isinstance(value, list) else None
+    if how == "value":
+        return None if isinstance(value, list | dict) else _exact(value)
+    if how == "latency ms":
+        return _exact(value.get("latency_ms")) if isinstance(value, dict) else None
+    try:
+        v = get_path(value, how)
+    except (KeyError, ValueError):
+        return None
+    return int(v) if isinstance(v, bool) else _exact(v)
+
+
+def soak_numeric(value: Any, paths: list[str], fixed: str | None = None) -> tuple[int | float | None, str]:
+    """(number to plot, what it is): a rule's ``path`` first (booleans as 1/0, so "running"
+    dips show), then the plain value, the row count of a row set, an HTTP latency. Once a
+    series has chosen what it plots, pass it as ``fixed``: one series never mixes two measures."""
+    if fixed:
+        return _measure(value, fixed), fixed
+    for how in [*paths, "rows", "value", "latency ms"]:
+        n = _measure(value, how)
         if n is not None:
-            return n, p
-    if isinstance(value, list):  # sql probes unwrap single cells already: a list is a row set
-        return len(value), "rows"
-    n = _exact(value)
-    if n is not None:
-        return n, "value"
-    if isinstance(value, dict):
-        n = _f(value.get("latency_ms"))
-        if n is not None:
-            return n, "latency ms"
+            return n, how
     return None, ""
