@@ -420,5 +420,8 @@ def test_ledger_soak_config_is_valid_and_covers_the_reference_alerts():
     assert sev["high resource use"] == "medium" and sev["database connection issues"] == "high"
     thresholds = {r.name: r.when for r in cfg.spec.alerts}
     assert thresholds["slow position reads"] == {"latency_ms": {"gt": 100}}
+    assert thresholds["slow trades"] == {"path": "$.latency_ms.p99", "gt": 100}
+    assert cfg.workload is not None and cfg.workload[0] == "http" and cfg.workload[1].rate == 5.0
+    assert cfg.workload[1].ops_file == "../../compose/ledger/workload.yml"
     assert cfg.spec.target is not None and cfg.spec.target.compose is not None
     assert cfg.spec.target.compose.file and cfg.spec.target.compose.file.endswith("compose/ledger/docker-compose.yml")

@@ -178,10 +178,10 @@ class _Soak:
         spec = self.cfg.spec
         self.ui.phase(f"soak for {_fmt(self.duration)}: {len(self.cfg.probes)} probes in {len(spec.groups)} groups, "
                       f"{len(spec.alerts)} alert rules (fail on: {', '.join(spec.fail_on) or 'nothing'})")
-        for r in spec.alerts:
-            if r.for_ >= self.duration:
-                self.ui.info(f"warning: rule {r.name!r} needs {_fmt(r.for_)} of bad readings but the soak lasts "
-                             f"{_fmt(self.duration)}: it cannot fire")
+        slow = [f"{r.name} ({_fmt(r.for_)})" for r in spec.alerts if r.for_ >= self.duration]
+        if slow:
+            self.ui.info(f"warning: {len(slow)} rule(s) need bad readings for longer than the soak lasts "
+                         f"({_fmt(self.duration)}) and cannot fire: {', '.join(slow)}")
         self.deadline = self.t0 + self.duration
         self.done = threading.Event()
         threads = [

@@ -46,6 +46,7 @@ class WorkloadStatsProbe(Probe):
         self._partial = b""
         self._pending: dict[tuple[Any, Any, Any], float] = {}
         self._done: deque[tuple[float, str, str, float | None]] = deque()  # (wall, type, op, latency_ms)
+        self._first: float | None = None  # wall time of the first record: rates early on use less than a window
 
     def _path(self) -> Path:
         p = getattr(self.ctx, "workload_history", None)
@@ -74,6 +75,8 @@ class WorkloadStatsProbe(Probe):
             typ, wall = rec.get("type"), rec.get("wall")
             if not isinstance(wall, int | float):
                 continue
+            if self._first is None:
+                self._first = float(wall)
             key = (rec.get("process"), rec.get("id"), rec.get("op"))
             if typ == "invoke":
                 if len(self._pending) < MAX_PENDING:
@@ -99,10 +102,11 @@ class WorkloadStatsProbe(Probe):
             if typ == "ok" and lat is not None:
                 lats.append(lat)
         n = sum(counts.values())
+        span = min(w, max(1e-3, now - self._first)) if self._first is not None else w
         return {
-            "window_s": w,
+            "window_s": round(span, 3),
             "completed": n,
-            "ops_per_s": round(n / w, 3),
+            "ops_per_s": round(n / span, 3),
             **counts,
             "error_rate": round((counts["fail"] + counts["info"]) / n, 4) if n else 0.0,
             "latency_ms": {"p50": _pct(lats, 0.5), "p99": _pct(lats, 0.99), "max": max(lats) if lats else None},
