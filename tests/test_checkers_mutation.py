@@ -3,6 +3,7 @@ injected defect per case; every defect must be caught *and named*, the clean led
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -159,3 +160,24 @@ def test_bounds_for_effects_without_ids(fresh_db: str, tmp_path: Path) -> None:
     deposit(1)  # money from nowhere
     bad = next(f for f in checker.verify(h).findings if f["name"] == "bounds")
     assert not bad["ok"] and (bad["low"], bad["high"], bad["observed"]) == (500, 800, 801)
+
+
+def test_journal_gets_counts_and_first_ids_and_never_the_password(fresh_db: str, tmp_path: Path) -> None:
+    from chaoskit.runner.journal import Journal
+    from chaoskit.secrets import Redactor
+
+    dsn = fresh_db.replace("postgres@", "postgres:hunter22@")  # trust auth ignores it
+    ctx = RunContext(run_id="j", seed=1, redactor=Redactor())
+    ctx.journal = Journal(tmp_path / "journal.json", ctx.redactor, title="t")
+    checker = LedgerChecker(LedgerParams.model_validate({"dsn": dsn, "preset": "reference"}), ctx)
+    made = build_clean(fresh_db, trades=4, before=checker.before)
+    res = checker.verify(write_history(tmp_path / "h.jsonl",
+                                       history_for(made, extra=[("open", "gone-1", "ok")])))
+    assert res.defects() == {"lost"}
+    text = (tmp_path / "journal.json").read_text()
+    assert "hunter22" not in text
+    events = {e["kind"]: e for e in json.loads(text)["events"]}
+    assert events["ledger.before"]["snapshot"]["entries"]["rows"] > 0
+    lost = [f for f in events["ledger.verify"]["failures"] if f["name"] == "lost"]
+    assert lost == [{"check": "history", "name": "lost", "count": 1, "examples": ["gone-1"],
+                     "message": "1 acknowledged operations absent from trade opens"}]
