@@ -225,3 +225,25 @@ def test_secrets_are_redacted_in_the_report(tmp_path):
     html = render_report([j], tmp_path / "s.html").read_text()
     assert "hunter2" not in html and "postgresql://ledger:***@db:5432/ledger" in html
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in html
+
+
+def test_long_history_is_merged_into_wider_buckets(tmp_path):
+    from chaoskit.report.timeline import MAX_BUCKETS
+
+    hist = tmp_path / "long.history.jsonl"
+    t0 = datetime(2026, 11, 1, 10, 0, 0, tzinfo=UTC).timestamp()
+    with open(hist, "w") as fh:
+        for s in range(4000):  # one ok per second for 4000 s, plus 2 fails per second in [2000, 2010)
+            fh.write(json.dumps({"type": "ok", "process": 0, "op": "o", "id": s, "wall": t0 + s + 0.5}) + "\n")
+            if 2000 <= s < 2010:
+                for k in range(2):
+                    fh.write(json.dumps({"type": "fail", "process": 1, "op": "o", "id": f"f{s}{k}", "wall": t0 + s + 0.5}) + "\n")
+    j = {"chaoskit_journal": 1, "title": "long", "started": "2026-11-01T10:00:00.000Z", "status": "completed",
+         "verdict": "passed", "history": str(hist), "steps": [], "events": []}
+    v = build_view(j)
+    assert len(v.buckets) <= MAX_BUCKETS and v.buckets[0].width == 3
+    assert sum(b.ok for b in v.buckets) == 4000 and sum(b.fail for b in v.buckets) == 20
+    assert max(b.error_rate for b in v.buckets) > 0.5  # the burst is still visible
+    assert v.duration >= 4000
+    html = render_report([j], tmp_path / "long.html").read_text()
+    assert 'class="throughput"' in html and len(html) < 2_000_000

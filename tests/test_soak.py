@@ -425,3 +425,42 @@ def test_ledger_soak_config_is_valid_and_covers_the_reference_alerts():
     assert cfg.workload[1].ops_file == "../../compose/ledger/workload.yml"
     assert cfg.spec.target is not None and cfg.spec.target.compose is not None
     assert cfg.spec.target.compose.file and cfg.spec.target.compose.file.endswith("compose/ledger/docker-compose.yml")
+
+
+def test_workload_stats_tails_partial_lines_and_pairs_latency(tmp_path):
+    from chaoskit.runner.context import RunContext
+    from chaoskit.soak.workload_stats import WorkloadStatsProbe
+
+    hist = tmp_path / "h.jsonl"
+    ctx = RunContext(run_id="t", seed=1)
+    ctx.workload_history = hist  # type: ignore[attr-defined]
+    probe = WorkloadStatsProbe(WorkloadStatsProbe.Params(window="30s"), ctx)
+    assert probe.read()["completed"] == 0  # no file yet: nothing, not an error
+    now = time.time()
+    with open(hist, "w") as fh:
+        fh.write(json.dumps({"type": "invoke", "process": 0, "op": "open", "id": "a", "wall": now - 2}) + "\n")
+        fh.write(json.dumps({"type": "ok", "process": 0, "op": "open", "id": "a", "wall": now - 1.95}) + "\n")
+        fh.write(json.dumps({"type": "invoke", "process": 1, "op": "open", "id": "b", "wall": now - 1.5}) + "\n")
+        fh.write('{"type": "fail", "process": 1, "op": "op')  # half-written line
+        fh.flush()
+        v = probe.read()
+        assert (v["ok"], v["fail"], v["latency_ms"]["p50"]) == (1, 0, 50.0)
+        fh.write('en", "id": "b", "wall": %f}\n' % (now - 1.2))
+        fh.write(json.dumps({"type": "ok", "process": 9, "op": "close", "id": "old", "wall": now - 99}) + "\n")
+    v = probe.read()
+    assert (v["ok"], v["fail"], v["completed"], v["error_rate"]) == (1, 1, 2, 0.5)
+    assert v["by_op"] == {"open": {"ok": 1, "fail": 1, "info": 0}}  # the old one is outside the window
+    ctx2 = RunContext(run_id="t", seed=1)
+    with pytest.raises(Exception, match="this run has no workload"):
+        WorkloadStatsProbe(WorkloadStatsProbe.Params(), ctx2).read()
+
+
+def test_series_stays_bounded_and_keeps_spikes():
+    from chaoskit.soak.series import MAX_POINTS, Series
+
+    s = Series()
+    for i in range(10_000):
+        s.add(float(i), 1000 if i == 4321 else i % 7)
+    assert len(s.points) <= 2 * MAX_POINTS and s.count == 10_000
+    assert s.hi == 1000 and max(p[2] for p in s.points) == 1000  # the spike survives merging
+    assert sum(p[4] for p in s.points) == 10_000 and s.points[0][0] == 0.0

@@ -92,7 +92,8 @@ class WorkloadStatsProbe(Probe):
         w = self.params.window
         while self._done and self._done[0][0] < now - w:
             self._done.popleft()
-        recs = [r for r in self._done if self.params.op is None or r[2] == self.params.op]
+        # completions arrive roughly in time order only (a slow op lands late): filter, too
+        recs = [r for r in self._done if r[0] >= now - w and (self.params.op is None or r[2] == self.params.op)]
         counts = {"ok": 0, "fail": 0, "info": 0}
         by_op: dict[str, dict[str, int]] = {}
         lats: list[float] = []
