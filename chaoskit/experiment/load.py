@@ -49,6 +49,7 @@ class TriggerPlan:
     params: BaseModel
     within: float | None
     raw: dict[str, Any]
+    delay: float = 0.0  # fire this long after the condition: aim deeper inside an operation
 
 
 @dataclass
@@ -381,16 +382,22 @@ def _probe(col: _Collector, data: Any, path: tuple) -> ProbePlan | None:
 
 
 def _trigger(col: _Collector, when: dict[str, Any], path: tuple) -> TriggerPlan | None:
-    rest = {k: v for k, v in when.items() if k != "within"}
+    rest = {k: v for k, v in when.items() if k not in ("within", "delay")}
     within = None
+    delay = 0.0
     if "within" in when:
         try:
             within = parse_duration(when["within"])
         except ValueError as exc:
             col.add((*path, "within"), str(exc))
+    if "delay" in when:
+        try:
+            delay = parse_duration(when["delay"])
+        except ValueError as exc:
+            col.add((*path, "delay"), str(exc))
     if len(rest) != 1:
         names = registry.triggers.names()
-        col.add(path, f"expected exactly one trigger ({', '.join(names)}) plus optional within")
+        col.add(path, f"expected exactly one trigger ({', '.join(names)}) plus optional within, delay")
         return None
     (kind, value), = rest.items()
     cls = registry.triggers.get(kind)
@@ -400,7 +407,7 @@ def _trigger(col: _Collector, when: dict[str, Any], path: tuple) -> TriggerPlan 
     params = _validate_params(col, cls, value if isinstance(value, dict) else {"value": value}, (*path, kind))
     if params is None:
         return None
-    return TriggerPlan(kind=kind, cls=cls, params=params, within=within, raw=when)
+    return TriggerPlan(kind=kind, cls=cls, params=params, within=within, raw=when, delay=delay)
 
 
 def _fault(col: _Collector, data: dict[str, Any], path: tuple) -> FaultPlan | None:

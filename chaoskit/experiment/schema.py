@@ -78,7 +78,8 @@ def experiment_schema() -> dict[str, Any]:
         triggers[name] = _inline(cls.Params.model_json_schema(), defs)
     defs["When"] = {
         "type": "object",
-        "properties": {**{k: {} for k in triggers}, "within": {"$ref": "#/$defs/DurationValue"}, "window": {"type": "array"}},
+        "properties": {**{k: {} for k in triggers}, "within": {"$ref": "#/$defs/DurationValue"},
+                       "delay": {"$ref": "#/$defs/DurationValue"}, "window": {"type": "array"}},
         "additionalProperties": False,
         "description": "a trigger: " + ", ".join(triggers),
     }

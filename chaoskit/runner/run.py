@@ -420,6 +420,11 @@ class Runner:
                                 if within
                                 else f"{plan.name}: trigger {plan.trigger.kind} did not fire"
                             )
+                        if plan.trigger.delay:
+                            from chaoskit.triggers.timed import _sleep_until
+
+                            if not _sleep_until(self.ctx, firing.observed + plan.trigger.delay, None):
+                                raise _StopMethod()
                     elif n > 0 and plan.spec.every:
                         if not self.ctx.sleep(plan.spec.every):
                             raise _StopMethod()
@@ -466,7 +471,7 @@ class Runner:
         }
         if firing is not None:
             f["observed_t"] = round(firing.observed - self.ctx.t0, 6)
-            f["delay_ms"] = round((t_apply - firing.observed) * 1000, 3)
+            f["delay_ms"] = round((t_apply - firing.observed) * 1000, 3)  # includes a when.delay
             f["trigger_evidence"] = firing.evidence
             f["replay"] = trigger.replay_hint() if trigger is not None else {}
         rec["firings"].append(f)
