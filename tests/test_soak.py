@@ -402,6 +402,11 @@ def test_soak_bad_input_is_exit_2_with_file_and_line(tmp_path, knob_db):
         assert r.exit_code == 2 and msg in r.output, (args, r.output)
     r = runner.invoke(main, ["soak", str(tmp_path / "missing.yaml"), "--duration", "1s"])
     assert r.exit_code == 2 and "cannot read" in r.output
+    r = runner.invoke(main, ["soak", str(good), "--check"])
+    assert r.exit_code == 2 and "no duration" in r.output  # --check validates everything the run would need
+    r = runner.invoke(main, ["soak", str(good), "--check", "--duration", "72h"])
+    assert r.exit_code == 0 and "ok: " in r.output and "5 rules, fail on critical" in r.output
+    assert 'alert [high] knob high for a while: knob {"gt": 100} for 1s' in r.output
     r = runner.invoke(main, ["soak", str(good), "--duration", "1s", "--out", str(tmp_path / "j"), "--output", "json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)

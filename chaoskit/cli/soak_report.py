@@ -31,6 +31,7 @@ def _bad(msg: str) -> None:
 @click.option("--webhook", help="POST every alert as JSON to this URL (overrides the file's outputs.webhook.url)")
 @click.option("--quiet", "-q", is_flag=True, help="only the final verdict line")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", help="json: result on stdout")
+@click.option("--check", is_flag=True, help="validate the file and print the plan; probe nothing")
 def soak(
     file: str,
     duration: str | None,
@@ -42,6 +43,7 @@ def soak(
     webhook: str | None,
     quiet: bool,
     output: str,
+    check: bool,
 ) -> None:
     """Probe the stack on an interval for a duration; alert on rules; gate on severities."""
     from chaoskit.experiment.load import parse_overrides
@@ -78,6 +80,14 @@ def soak(
         cfg.spec.outputs.webhook = old.model_copy(update={"url": webhook}) if old else WebhookSpec(url=webhook)
     if seconds is None and cfg.spec.duration is None:
         _bad(f"{file}: no duration: give --duration (e.g. 5m, 72h) or duration: in the file")
+    if check:
+        for g, spec in cfg.spec.groups.items():
+            names = ", ".join(p.name for p in cfg.group_probes(g))
+            click.echo(f"group {g} every {spec.interval:g}s: {names}")
+        for r in cfg.spec.alerts:
+            click.echo(f"alert [{r.severity}] {r.name}: {r.probe} {json.dumps(r.when)}" + (f" for {r.for_:g}s" if r.for_ else ""))
+        click.echo(f"ok: {file} ({len(cfg.probes)} probes, {len(cfg.spec.alerts)} rules, fail on {', '.join(cfg.spec.fail_on)})")
+        sys.exit(0)
     out_dir = Path(out) if out else default_out_dir(cfg.title, reports_dir)
     ui = QuietUI() if quiet or output == "json" else SoakConsole()
     try:
