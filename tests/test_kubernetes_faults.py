@@ -180,7 +180,7 @@ def test_partition_one_way_and_bad_params(fake, ctx) -> None:
         kf.NetworkPartition.Params.model_validate({"from": ["a"]})
     with pytest.raises(ValidationError, match="only one group"):
         kf.NetworkPartition.Params.model_validate({"between": [["a"], ["a"]]})
-    with pytest.raises(TargetError, match="'ghost' has no pods"):
+    with pytest.raises(TargetError, match="'ghost' has no pods and no deployment"):
         make(kf.NetworkPartition, ctx, between=[["ghost"], ["broker"]])
 
 

@@ -22,7 +22,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chaoskit import registry
 from chaoskit.backends.base import Selection
@@ -97,6 +97,17 @@ class _K8sFault(Fault):
     """Shared record/backend plumbing."""
 
     backend_kind: ClassVar[str] = "kubernetes"
+
+    def __init__(self, params: FaultParams, target: Any, ctx: RunContext):
+        # the runner may hand over the compose class's params (validated before the backend
+        # was known): re-read the keys the user set with the Kubernetes model
+        if not isinstance(params, self.Params):
+            try:
+                params = self.Params.model_validate(params.model_dump(by_alias=True, exclude_unset=True))
+            except ValidationError as exc:
+                msgs = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors())
+                raise FaultError(f"{self.name} on kubernetes: {msgs}") from None
+        super().__init__(params, target, ctx)
 
     @property
     def backend(self) -> KubernetesBackend:
@@ -468,6 +479,17 @@ class NetworkPartitionParams(FaultParams):
         return []
 
 
+def _workload_exists(b: KubernetesBackend, name: str) -> bool:
+    for reader in (b.apps.read_namespaced_deployment, b.apps.read_namespaced_stateful_set):
+        try:
+            reader(name, b.namespace)
+            return True
+        except _api_exc() as exc:
+            if _status(exc) != 404:
+                raise FaultError(f"cannot read {name}: {api_error_message(exc)}") from None
+    return False
+
+
 def _still_allowed_ports(protocol: str | None, ports: list[int] | None) -> list[dict[str, Any]] | None:
     """Ports a cut peer may still use (None: none). NetworkPolicies can only allow, so cutting
     port 5432 means allowing 1-5431 and 5433-65535 (``endPort``, Kubernetes >= 1.25)."""
@@ -572,8 +594,9 @@ class NetworkPartition(_K8sFault):
             self.instances = []
             for svc in sorted({x for g in self.groups for x in g}):
                 found = b.find(Selection(service=svc), running=None)
-                if not found:
-                    raise TargetError(f"service {svc!r} has no pods in {b.describe()}")
+                if not found and not _workload_exists(b, svc):
+                    # policies select by label, so a service scaled to zero is fine; a typo is not
+                    raise TargetError(f"service {svc!r} has no pods and no deployment/statefulset in {b.describe()}")
                 self.instances += found
             n = 1 if p.between is None else len(self.groups)
             self.policy_names = [f"chaoskit-partition-{self.token}-{i}" for i in range(2 if p.between is None else n)]
