@@ -15,7 +15,12 @@ ctx=build/chaoskit-image
 rm -rf "$ctx"
 mkdir -p "$ctx/wheels"
 python3 scripts/chaoskit_wheelhouse.py "$ctx/wheels" "${offline[@]}"
-mkdir -p "$ctx/experiments"
+# experiments keep their relative paths: manifests/experiments/*.yaml use ../../compose/ledger/
+mkdir -p "$ctx/experiments" "$ctx/manifests/experiments" "$ctx/compose/ledger"
 if [ -d experiments ]; then cp -r experiments/. "$ctx/experiments/"; fi
+cp manifests/experiments/*.yaml "$ctx/manifests/experiments/"
+for f in workload.yml invariants.sql schema.sql; do
+  if [ -f "compose/ledger/$f" ]; then cp "compose/ledger/$f" "$ctx/compose/ledger/"; fi
+done
 docker build -f Dockerfile.chaoskit -t "$tag" "$ctx"
 docker run --rm "$tag" --version

@@ -211,3 +211,41 @@ def test_the_schema_check_catches_typos() -> None:
     errors: list[str] = []
     strict_check(bad, "V1Deployment", "bad", errors)
     assert errors == ["bad.spec.template.spec.containers[0].imagePullPolcy: unknown field for V1Container"]
+
+
+def test_kustomize_builds_everything_into_the_namespace() -> None:
+    import shutil
+    import subprocess
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("kubectl is needed to check the kustomization (it has kustomize built in)")
+    out = subprocess.run([kubectl, "kustomize", str(MANIFESTS)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    built = [d for d in yaml.safe_load_all(out.stdout) if d]
+    assert len(built) == len(docs())
+    for d in built:
+        if d["kind"] != "Namespace":
+            assert d["metadata"]["namespace"] == "chaoskit-ledger", d["metadata"]["name"]
+        assert d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "chaoskit-ledger"
+
+
+def test_the_suite_job_experiments_validate() -> None:
+    from click.testing import CliRunner
+
+    from chaoskit.cli import main
+
+    (job,) = by_kind("Job")
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    in_image = args[1]
+    assert in_image == "/opt/chaoskit/manifests/experiments"
+    files = sorted((MANIFESTS / "experiments").glob("*.yaml"))
+    assert len(files) >= 5
+    res = CliRunner().invoke(main, ["validate", *map(str, files)])
+    assert res.exit_code == 0, res.output
+    for f in files:
+        exp = yaml.safe_load(f.read_text())
+        assert "kubernetes" in exp["target"] and "compose" not in exp["target"]
+        assert exp["vars"]["dsn"].startswith("${env:LEDGER_DSN")  # the Job passes the Secret's DSN
+    env = {e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert {"LEDGER_DSN", "LEDGER_API", "CHAOSKIT_STATE_DIR"} <= env
