@@ -212,6 +212,10 @@ def test_report_cli_dirs_and_bad_input(real_journals, tmp_path):
     assert "Traceback" not in r.stderr
     r = cli("report", str(tmp_path / "missing.json"), "-o", str(out))
     assert r.returncode == 2 and "cannot read" in r.stderr
+    suite = tmp_path / "suite.json"
+    suite.write_text(json.dumps({"chaoskit_suite": 1, "cases": [{"journal": str(real_journals["bad"])},
+                                                                {"journal": str(real_journals["ok"])}]}))
+    assert [j["title"] for j in load_journals([suite])] == ["Trigger that never fires", "Kill the app under load"]
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ReportError, match="no chaoskit journals"):

@@ -46,11 +46,39 @@ def load_journal_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _suite_cases(p: Path) -> list[dict[str, Any]] | None:
+    """A suite journal (``suite.json``) stands for its cases' journals, in suite order."""
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or "chaoskit_suite" not in data:
+        return None
+    out = []
+    for c in data.get("cases") or []:
+        j = c.get("journal") if isinstance(c, dict) else None
+        if not j:
+            continue
+        q = Path(j)
+        for cand in (q, p.parent / q.name):
+            if cand.is_file():
+                out.append(load_journal_file(cand))
+                break
+        else:
+            raise ReportError(f"{p}: case journal {j} not found")
+    return out
+
+
 def load_journals(paths: list[str | Path]) -> list[dict[str, Any]]:
-    """Files, or directories (every journal ``*.json`` in them, sorted by name)."""
+    """Files, suite journals (their cases), or directories (every journal ``*.json`` in them,
+    sorted by name)."""
     out: list[dict[str, Any]] = []
     for raw in paths:
         p = Path(raw)
+        cases = _suite_cases(p) if p.is_file() else None
+        if cases is not None:
+            out.extend(cases)
+            continue
         if p.is_dir():
             found = 0
             for f in sorted(p.glob("*.json")):
