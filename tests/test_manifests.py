@@ -249,3 +249,15 @@ def test_the_suite_job_experiments_validate() -> None:
         assert exp["vars"]["dsn"].startswith("${env:LEDGER_DSN")  # the Job passes the Secret's DSN
     env = {e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert {"LEDGER_DSN", "LEDGER_API", "CHAOSKIT_STATE_DIR"} <= env
+
+
+def test_kind_workflow_loads_every_image_the_manifests_use() -> None:
+    wf = yaml.safe_load((ROOT / ".github" / "workflows" / "chaos-kind.yml").read_text())
+    loaded = set(wf["env"]["IMAGES"].split())
+    used = {c["image"] for _, _, tpl in _pod_specs() for c in tpl["spec"].get("initContainers", []) + tpl["spec"]["containers"]}
+    assert used <= loaded, f"not loaded into kind: {used - loaded}"
+    text = yaml.safe_dump(wf, width=10_000)
+    for needed in ("kind load docker-image", "kubectl apply -k manifests/", "scripts/build-chaoskit-image.sh",
+                   "actions/upload-artifact", "app.kubernetes.io/managed-by=chaoskit"):
+        assert needed in text, needed
+    assert wf["env"]["NAMESPACE"] == by_kind("Namespace")[0]["metadata"]["name"]
