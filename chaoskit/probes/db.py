@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from pydantic import ConfigDict, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from chaoskit import registry
 from chaoskit.errors import FaultError, ProbeError
@@ -26,8 +26,8 @@ from chaoskit.units import Duration
 class DbProbeParams(ProbeParams):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    dsn: str
-    connect_timeout: Duration = 5.0
+    dsn: str = Field(description="PostgreSQL DSN; its password never reaches the journal")
+    connect_timeout: Duration = Field(5.0, description="give up connecting after this long")
 
     @field_validator("dsn")
     @classmethod
@@ -36,11 +36,11 @@ class DbProbeParams(ProbeParams):
 
 
 class ActivityParams(DbProbeParams):
-    database: str | None = None
+    database: str | None = Field(None, description="count only backends of this database")
 
 
 class LagParams(DbProbeParams):
-    replica: str | None = None
+    replica: str | None = Field(None, description="only the standby with this application_name")
 
 
 class _DbProbe(Probe):

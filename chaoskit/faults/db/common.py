@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from pydantic import ConfigDict, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from chaoskit.errors import FaultError
 from chaoskit.faults.base import Fault, FaultParams
@@ -220,9 +220,11 @@ class DbParams(FaultParams):
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    dsn: str
-    connect_timeout: Duration = 5.0
-    max_hold: Duration | None = None
+    dsn: str = Field(description="PostgreSQL DSN (from vars/env); its password never reaches the journal")
+    connect_timeout: Duration = Field(5.0, description="give up connecting after this long")
+    max_hold: Duration | None = Field(
+        None, description="server-side cap on a silent chaoskit session (default: duration + 60s)"
+    )
 
     @field_validator("dsn")
     @classmethod

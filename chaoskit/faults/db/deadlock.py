@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from chaoskit import registry
 from chaoskit.errors import FaultError
@@ -53,15 +53,17 @@ from chaoskit.units import Duration
 class DeadlockParams(DbParams):
     """``first``/``second`` are SQL conditions on ``table`` (experiment SQL, by design)."""
 
-    table: str
-    first: str
-    second: str
-    mode: Literal["app", "hold"] = "app"
-    deadlocks: int = 1
-    duration: Duration | None = None
-    lock_timeout: Duration = 2.0
-    confirm_within: Duration = 3.0
-    poll_every: Duration = 0.005
+    table: str = Field(description="table or schema.table holding the rows")
+    first: str = Field(description="SQL condition: rows chaoskit locks first")
+    second: str = Field(description="SQL condition: rows the app holds while it waits for first")
+    mode: Literal["app", "hold"] = Field(
+        "app", description="app: chaoskit closes the cycle with the app; hold: the apps deadlock each other"
+    )
+    deadlocks: int = Field(1, description="mode app: how many deadlocks to produce")
+    duration: Duration | None = Field(None, description="arm (app) or hold (hold) this long")
+    lock_timeout: Duration = Field(2.0, description="fail apply if the rows are not free within this")
+    confirm_within: Duration = Field(3.0, description="wait this long for pg_stat_database.deadlocks to rise")
+    poll_every: Duration = Field(0.005, description="server-side poll for app waiters (mode app)")
 
     @model_validator(mode="after")
     def _check(self) -> DeadlockParams:

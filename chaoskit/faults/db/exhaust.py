@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import psycopg
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from chaoskit import registry
 from chaoskit.errors import FaultError
@@ -21,9 +21,9 @@ from chaoskit.units import Duration
 
 
 class ExhaustParams(DbParams):
-    reserve: int = 5
-    max: int | None = None
-    duration: Duration | None = None
+    reserve: int = Field(5, description="client slots of max_connections left free")
+    max: int | None = Field(None, description="never hold more than this many connections")
+    duration: Duration | None = Field(None, description="hold this long, then release")
 
     @model_validator(mode="after")
     def _check(self) -> ExhaustParams:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from chaoskit import registry
 from chaoskit.errors import FaultError
@@ -51,16 +51,18 @@ class LockParams(DbParams):
     """table: LOCK TABLE in ``mode``; rows: SELECT ... WHERE ``where`` FOR ``strength``;
     advisory: pg_advisory_xact_lock(``key``)."""
 
-    kind: Literal["table", "rows", "advisory"] | None = None
-    table: str | None = None
-    mode: str = "access exclusive"
-    where: str | None = None
-    strength: str = "update"
-    key: int | list[int] | None = None
-    shared: bool = False
-    duration: Duration | None = None
-    lock_timeout: Duration = 2.0
-    sample_every: Duration = 0.05
+    kind: Literal["table", "rows", "advisory"] | None = Field(
+        None, description="table, rows or advisory (default: from key / where / table)"
+    )
+    table: str | None = Field(None, description="table or schema.table")
+    mode: str = Field("access exclusive", description="table lock mode, e.g. exclusive, access exclusive")
+    where: str | None = Field(None, description="SQL condition choosing the rows to lock (experiment SQL)")
+    strength: str = Field("update", description="row lock: update, no key update, share, key share")
+    key: int | list[int] | None = Field(None, description="advisory lock key: one bigint or two int4")
+    shared: bool = Field(False, description="take the advisory lock in shared mode")
+    duration: Duration | None = Field(None, description="hold this long, then release")
+    lock_timeout: Duration = Field(2.0, description="fail apply if the lock is not granted within this")
+    sample_every: Duration = Field(0.05, description="how often waiters are sampled from pg_locks")
 
     @field_validator("mode")
     @classmethod

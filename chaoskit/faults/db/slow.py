@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from chaoskit import registry
 from chaoskit.errors import FaultError
@@ -100,16 +100,18 @@ def restore_settings(
 
 
 class SlowParams(DbParams):
-    tables: list[str] | None = None
-    mode: str = "exclusive"
-    stall: Duration = 0.2
-    period: Duration = 1.0
-    role: str | None = None
-    database: str | None = None
-    settings: dict[str, str | int | float | bool] | None = None
-    reconnect: bool = False
-    duration: Duration | None = None
-    lock_timeout: Duration = 1.0
+    tables: list[str] | None = Field(None, description="tables whose queries stall")
+    mode: str = Field("exclusive", description="lock mode of a stall (access exclusive stalls reads too)")
+    stall: Duration = Field(0.2, description="how long each stall holds the lock")
+    period: Duration = Field(1.0, description="one stall every period")
+    role: str | None = Field(None, description="role whose new sessions get settings")
+    database: str | None = Field(None, description="ALTER ROLE ... IN DATABASE this one only")
+    settings: dict[str, str | int | float | bool] | None = Field(
+        None, description="ALTER ROLE ... SET name = value, restored on revert (explicit opt-in)"
+    )
+    reconnect: bool = Field(False, description="end the role's current sessions so they reconnect with settings")
+    duration: Duration | None = Field(None, description="keep slowing this long")
+    lock_timeout: Duration = Field(1.0, description="skip a stall whose lock is not free within this")
 
     @field_validator("mode")
     @classmethod

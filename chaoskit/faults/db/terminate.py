@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from chaoskit import registry
 from chaoskit.errors import FaultError
@@ -35,16 +35,16 @@ class TerminateParams(DbParams):
     """application_name is a glob (``*``, ``?``); user and database are exact; client_addr is an
     address or CIDR; query is a PostgreSQL regular expression matched against the current query."""
 
-    application_name: str | None = None
-    user: str | None = None
-    database: str | None = None
-    client_addr: str | None = None
-    query: str | None = None
-    state: list[str] | None = None
-    duration: Duration | None = None
-    repeat: int | None = None
-    every: Duration | None = None
-    require_match: bool = True
+    application_name: str | None = Field(None, description="glob on application_name (* and ?)")
+    user: str | None = Field(None, description="exact role name")
+    database: str | None = Field(None, description="exact database name")
+    client_addr: str | None = Field(None, description="client address or CIDR, e.g. 172.18.0.0/16")
+    query: str | None = Field(None, description="PostgreSQL regular expression on the current query")
+    state: list[str] | None = Field(None, description="only backends in these states (active, idle, ...)")
+    duration: Duration | None = Field(None, description="keep dropping matches for this long")
+    repeat: int | None = Field(None, description="passes in total (the first one included)")
+    every: Duration | None = Field(None, description="time between passes (default 1s)")
+    require_match: bool = Field(True, description="fail when the first pass drops nothing")
 
     @field_validator("client_addr")
     @classmethod
