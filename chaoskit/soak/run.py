@@ -151,6 +151,10 @@ class _Soak:
             return {}
 
         def handler(signo: int, frame: Any) -> None:
+            if self.signo is not None and signo == signal.SIGINT:
+                # second Ctrl-C: leave now; alerts.jsonl and samples.jsonl are already on disk
+                os.write(2, b"second interrupt: leaving without the final report\n")
+                os._exit(130)
             if self.signo is None:
                 self.signo = signo
                 self.reasons.append(f"interrupted by {signal.Signals(signo).name}: the report covers what was seen")
