@@ -251,3 +251,18 @@ def test_long_history_is_merged_into_wider_buckets(tmp_path):
     assert v.duration >= 4000
     html = render_report([j], tmp_path / "long.html").read_text()
     assert 'class="throughput"' in html and len(html) < 2_000_000
+
+
+def test_repeated_fault_pairs_each_firing_with_its_own_revert():
+    steps = [{"phase": "method", "kind": "fault", "name": "flap", "id": "f", "fault": "container.pause",
+              "t_start": 0.5, "t_end": 6.0, "status": "ok"}]
+    faults = []
+    for n, (a, b) in enumerate([(1.0, 2.0), (3.0, 4.0), (5.0, None)]):
+        faults.append({"step": "f", "fault": "container.pause", "applied_t": a, "instances": [{"name": f"w{n}"}]})
+        if b is not None:
+            steps.append({"phase": "revert", "kind": "revert", "name": "revert flap", "id": "f",
+                          "t_start": b - 0.1, "t_end": b, "status": "ok" if n == 0 else "failed", "error": "boom"})
+    v = build_view({"title": "flap", "status": "failed", "verdict": "failed", "steps": steps, "faults": faults,
+                    "duration": 7.0})
+    assert [(b.start, b.end, b.status) for b in v.faults] == [
+        (1.0, 2.0, "ok"), (3.0, 4.0, "revert-failed"), (5.0, 7.0, "unreverted")]

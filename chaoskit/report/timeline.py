@@ -223,12 +223,13 @@ def _faults(journal: dict[str, Any], end_t: float) -> list[FaultBand]:
         if start is None:
             continue
         inst = [str(i.get("name") if isinstance(i, dict) else i) for i in r.get("instances") or []]
-        cands = [x for x in reverts.get(lane, []) if (_f(x.get("t_end")) or 0) >= start]
-        k = used.get(lane, 0)
+        # the first revert of this step not yet matched that ends after this firing (repeats)
+        pool = reverts.get(lane, [])
+        k = next((i for i in range(used.get(lane, 0), len(pool)) if (_f(pool[i].get("t_end")) or 0) >= start), None)
         band = FaultBand(lane=lane, name=names.get(lane, fault), fault=fault, start=start, end=None,
                          reverted=False, instances=inst)
-        if k < len(cands):
-            rv = cands[k]
+        if k is not None:
+            rv = pool[k]
             used[lane] = k + 1
             band.end = _f(rv.get("t_end")) or start
             band.reverted = rv.get("status") == "ok"
