@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 FAULT_LABEL_PREFIX = "chaoskit.io/fault-"  # + token, on pods a partition selects
 EC_ANNOTATION_PREFIX = "chaoskit.io/ec-"  # + token, on pods given an ephemeral container
 REPLICAS_ANNOTATION = "chaoskit.io/original-replicas"
-DEFAULT_TOOLS_IMAGE = "chaoskit/chaoskit:latest"
+DEFAULT_TOOLS_IMAGE = "chaoskit/chaoskit:dev"  # what scripts/build-chaoskit-image.sh tags
 
 
 def _api_exc() -> type[Exception]:
