@@ -213,3 +213,26 @@ def test_list_names_builtins():
         assert e in data["expectations"]
     for t in ("after", "at", "log", "sql", "http"):
         assert t in data["triggers"]
+
+
+def test_workload_placeholders_pass_through(tmp_path):
+    p = write(tmp_path, """\
+        chaoskit: 1
+        title: inline ops
+        vars: {api: "http://127.0.0.1:9"}
+        workload:
+          http:
+            base_url: "${api}"
+            rate: 5/s
+            duration: 1s
+            ops:
+              - {name: open, method: POST, path: /trades, id_field: client_order_id,
+                 json: {client_order_id: "${id}", side: "${choice:buy,sell}"}}
+              - {name: close, method: POST, path: "/trades/${take:open}/close", json: {client_order_id: "${id}"}}
+        method: [{pause: 10ms}]
+        """)
+    exp = load_experiment(p)
+    kind, params = exp.workload
+    assert kind == "http" and params.base_url == "http://127.0.0.1:9"
+    assert exp.resolved["workload"]["http"]["ops"][0]["json"]["client_order_id"] == "${id}"
+    assert exp.resolved["workload"]["http"]["ops"][1]["path"] == "/trades/${take:open}/close"

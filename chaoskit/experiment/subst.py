@@ -12,6 +12,13 @@ from collections.abc import Mapping
 from typing import Any
 
 _REF = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+# The workload's own per-operation placeholders pass through untouched (unless a variable of
+# that name exists), so inline ops can write ${id} instead of $${id}.
+_WORKLOAD = re.compile(r"^\s*(?:id|seq|uuid|(?:choice|int|pick|take):.*)\s*$")
+
+
+class _Keep(Exception):
+    pass
 
 
 class SubstError(Exception):
@@ -39,6 +46,8 @@ def _lookup(expr: str, variables: Mapping[str, Any], env: Mapping[str, str]) -> 
         return variables[name]
     if sep:
         return default
+    if _WORKLOAD.match(expr):
+        raise _Keep()
     raise KeyError(f"unknown variable ${{{name}}} (define it under vars: or pass --var {name}=...)")
 
 
@@ -46,12 +55,18 @@ def substitute_str(s: str, variables: Mapping[str, Any], env: Mapping[str, str] 
     env = os.environ if env is None else env
     m = _REF.fullmatch(s)
     if m and m.group(0) != "$${":
-        return _lookup(m.group(1), variables, env)
+        try:
+            return _lookup(m.group(1), variables, env)
+        except _Keep:
+            return s
 
     def repl(m: re.Match[str]) -> str:
         if m.group(0) == "$${":
             return "${"
-        return str(_lookup(m.group(1), variables, env))
+        try:
+            return str(_lookup(m.group(1), variables, env))
+        except _Keep:
+            return m.group(0)
 
     return _REF.sub(repl, s)
 
