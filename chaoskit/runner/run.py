@@ -595,6 +595,15 @@ class Runner:
             if was_stopped:
                 self.ctx.stop.set()
         self.probes.close()
+        target = self.exp.spec.target
+        if target is not None and target.compose is not None and target.compose.down and self._target_ok:
+            from chaoskit import stack
+
+            backend = self.ctx.backend
+            try:
+                stack.down(backend.project, target.compose.file)  # type: ignore[union-attr]
+            except Exception as exc:  # noqa: BLE001
+                self.reasons.append(f"compose down failed: {exc}")
         for _, checker in self.checkers:
             close = getattr(checker, "close", None)
             if close:
