@@ -182,7 +182,12 @@ def run_gauntlet(
         ui.phase("gate 1/3: soak")
         t0 = time.monotonic()
         d = soak_duration if soak_duration is not None else (spec.soak.duration if spec.soak else None)
-        res = run_soak(soak_cfg, d, out / "1-soak", ui)
+        soak_ui = ui
+        if type(ui).__name__ == "ConsoleUI":
+            from chaoskit.soak.ui import SoakConsole
+
+            soak_ui = SoakConsole()
+        res = run_soak(soak_cfg, d, out / "1-soak", soak_ui)
         g = Gate("soak", "interrupted" if res.interrupted else ("passed" if res.ok else "failed"),
                  round(time.monotonic() - t0, 3), {"json": str(res.json_path), "alerts": str(res.alerts_path)},
                  list(res.reasons) or [f"{a.get('severity')}: {a.get('rule') or a.get('name')}" for a in res.alerts[:5]])

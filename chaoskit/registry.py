@@ -29,6 +29,8 @@ _BUILTINS: dict[str, tuple[str, ...]] = {
         "chaoskit.probes.command",
         "chaoskit.probes.db",
         "chaoskit.probes.kubernetes",
+        "chaoskit.soak.resources",
+        "chaoskit.soak.workload_stats",
     ),
     "expectations": ("chaoskit.expect",),
     "triggers": ("chaoskit.triggers.timed", "chaoskit.triggers.log", "chaoskit.triggers.poll"),
@@ -54,6 +56,8 @@ _HINTS: dict[str, tuple[tuple[str, str], ...]] = {
         ("command", "chaoskit.probes.command"),
         ("db.", "chaoskit.probes.db"),
         ("kubernetes.", "chaoskit.probes.kubernetes"),
+        ("container.stats", "chaoskit.soak.resources"),
+        ("workload.", "chaoskit.soak.workload_stats"),
     ),
     "triggers": (
         ("after", "chaoskit.triggers.timed"),

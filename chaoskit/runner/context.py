@@ -43,6 +43,7 @@ class RunContext:
     vars: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
     replay: dict[str, Any] | None = None  # step id -> recorded firing, set by `chaoskit replay`
+    workload_history: Path | None = None  # the running workload's history file, for probes
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)

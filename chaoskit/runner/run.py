@@ -536,6 +536,7 @@ class Runner:
         kind, params = self.exp.workload  # type: ignore[misc]
         self.history_path = self.journal.path.with_suffix(".history.jsonl")
         self.history_path.unlink(missing_ok=True)  # a rerun with the same journal path starts afresh
+        self.ctx.workload_history = self.history_path  # workload.stats probes (guards) read it
         with self.journal.step("workload", "workload", f"start {kind} workload") as rec:
             self.workload = make_workload(kind, params, self.ctx, self.history_path)
             self.workload.start()
