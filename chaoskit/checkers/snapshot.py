@@ -100,14 +100,17 @@ class TablePlan:
             return f"({fn}({ident(self.key[0])}{cast}, 0) >> 32)"
         return f"hash_record(row({', '.join(self._col(c) for c in self.key)}))"
 
-    def bucket_query(self) -> str:
-        # OFFSET 0 fences the subquery: PostgreSQL would otherwise inline h into every
-        # aggregate and hash each row three times.
+    def bucket_query(self, parallel: bool = True) -> str:
+        """PostgreSQL would inline ``h`` into every aggregate and hash each row three times; a
+        set-returning ``unnest`` in the subquery keeps it computed once and, unlike an
+        ``OFFSET 0`` fence, still lets the planner run a parallel aggregate."""
         kcol = f", {ident(self.key[0])}::int8 as k" if self.int_key else ""
         ksum = ", sum(k)" if self.int_key else ""
+        h = f"unnest(array[{self.row_expr()}])" if parallel else self.row_expr()
+        fence = "" if parallel else " offset 0"
         return (f"select kh & {self.buckets - 1} as b, count(*), sum(h), sum(kh), sum(h >> 33), "
                 f"sum(kh * (h >> 33)){ksum} from (select {self.key_expr()}::int8 as kh, "
-                f"{self.row_expr()} as h{kcol} from {ident(self.table)} offset 0) r group by 1")
+                f"{h} as h{kcol} from {ident(self.table)}{fence}) r group by 1")
 
     def rows_query(self, buckets: list[int] | None = None) -> str:
         keys = ", ".join(f"({ident(c)})::text" for c in self.key)
