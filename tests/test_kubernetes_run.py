@@ -102,3 +102,45 @@ def test_rollback_after_the_runner_is_killed(fake, kubeconfig, tmp_path) -> None
     assert fake.netpols == {}
     assert not any("chaoskit.io/run-id" in d["metadata"]["labels"] for d in fake.deployments.values())
     assert chaoskit(["rollback", "--list"], state, timeout=60).stdout.strip() == ""
+
+
+def test_log_trigger_follows_pod_logs(fake, kubeconfig, tmp_path) -> None:
+    """`when: {log: ...}` on a kubernetes target: the fault fires on a pod's log line."""
+    import threading
+
+    exp = experiment(tmp_path / "exp.yaml", kubeconfig, """\
+  - fault: pod.delete
+    target: {service: ledger-api, mode: one}
+    when: {log: {service: ledger-api, match: 'trade\\.open\\.begin id=7$'}, within: 30s}""")
+    stop = threading.Event()
+    first_match: list[float] = []
+
+    def talk() -> None:
+        # speak only once the runner follows the logs, like a real trade arriving mid-run
+        while not stop.is_set() and not any(r.path.endswith("/log") for r in fake.requests):
+            stop.wait(0.05)
+        stop.wait(1.0)
+        pods = [name for (ns, name) in list(fake.pods) if ns == NS and name.startswith("ledger-api-")]
+        for name in pods:
+            fake.append_log(NS, name, "trade.open.begin id=6")  # no match
+        stop.wait(0.5)
+        first_match.append(time.time())
+        for name in pods:
+            fake.append_log(NS, name, "trade.open.begin id=7")
+
+    t = threading.Thread(target=talk, daemon=True)
+    t.start()
+    try:
+        p = chaoskit(["run", str(exp), "--reports-dir", str(tmp_path / "r"), "--output", "json"],
+                     tmp_path / "state", timeout=120)
+    finally:
+        stop.set()
+        t.join(timeout=5)
+    assert p.returncode == 0, p.stdout + p.stderr
+    dels = fake.deletes("/pods/")
+    assert len(dels) == 1
+    assert first_match, "the matching line was never written"
+    journal = json.loads(Path(json.loads(p.stdout.strip().splitlines()[-1])["journal"]).read_text())
+    assert "id=7" in json.dumps(journal) and "id=6" not in json.dumps(journal)  # fired on the right line
+    logs = [r for r in fake.requests if r.path.endswith("/log")]
+    assert logs and all(r.query.get("follow") == ["true"] for r in logs)
