@@ -200,3 +200,17 @@ def rewrite_dsn(dsn: str, local_port: int) -> str:
     if "port=" not in out:
         out += f" port={local_port}"
     return out.strip()
+
+
+@contextlib.contextmanager
+def forwarded(backend_or_ctx: Any, spec: PortForwardSpec | dict[str, Any], address: str) -> Iterator[str]:
+    """What an http/sql probe or a db fault with ``port_forward:`` needs: ``address`` (a URL or a
+    DSN) rewritten to a live port-forward, for as long as the ``with`` block lasts."""
+    backend = getattr(backend_or_ctx, "backend", backend_or_ctx)
+    if not isinstance(backend, KubernetesBackend):
+        raise TargetError("port_forward needs a kubernetes target (target: {kubernetes: {...}})")
+    with port_forward(backend, spec) as pf:
+        if address.startswith(("http://", "https://")):
+            yield rewrite_url(address, pf.local_port)
+        else:
+            yield rewrite_dsn(address, pf.local_port)

@@ -91,3 +91,20 @@ def test_rewrites() -> None:
     )
     assert rewrite_dsn("host=postgres port=5432 dbname=ledger", 7) == "host=127.0.0.1 port=7 dbname=ledger"
     assert rewrite_dsn("dbname=ledger", 7) == "dbname=ledger host=127.0.0.1 port=7"
+
+
+def test_forwarded_for_probes(fake, ctx, http_server, postgres) -> None:
+    from chaoskit.k8s_portforward import forwarded
+    from chaoskit.runner.context import RunContext
+
+    for p in [n for (ns, n) in fake.pods if ns == NS and n.startswith("broker-")]:
+        fake.forward_port(NS, p, 8090, ("127.0.0.1", http_server))
+    with forwarded(ctx, {"service": "broker", "port": 8090}, "http://broker:8090/health") as url:
+        assert httpx.get(url, timeout=10).text == "hello from /health"
+    fake.forward_port(NS, "postgres-0", 5432, (urlsplit(postgres).hostname, 5432))
+    with forwarded(ctx, {"pod": "postgres-0", "port": 5432}, "host=postgres port=5432 user=postgres dbname=postgres") as dsn:
+        with psycopg.connect(dsn, connect_timeout=10) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+    with pytest.raises(TargetError, match="needs a kubernetes target"):
+        with forwarded(RunContext(run_id="x", seed=1), {"pod": "p", "port": 1}, "http://x"):
+            pass
