@@ -22,8 +22,12 @@ log follower call through the official ``kubernetes`` client:
   opened with a 2-byte port frame), bridged to a real TCP address the test maps the pod's port
   to with ``forward_port(ns, pod, port, (host, port))``.
 
-Out of scope: exec and attach (they answer 400), watches, admission, field selectors, real
-scheduling. Every request is recorded in ``requests`` so tests can assert
+- ``/api/v1/namespaces/{ns}/pods/{name}/exec``: the websocket exec protocol (stdout on channel
+  1, stderr on 2, the v1 Status with the exit code on 3), run for real with ``docker exec`` in a
+  container the test maps to the pod with ``exec_in(ns, pod, docker_container, container=None)``;
+  unmapped pods answer 400.
+
+Out of scope: attach, watches, admission, field selectors, real scheduling. Every request is recorded in ``requests`` so tests can assert
 that nothing touched another namespace or a cluster-scoped path. This is NOT Kubernetes: where a
 ``KUBECONFIG`` pointing at a real cluster is present, the end-to-end tests run against it too.
 """
@@ -183,6 +187,7 @@ class FakeKubeAPI:
         self.requests: list[Request] = []
         self.recreate = True  # the toy controller replaces deleted pods
         self.port_targets: dict[tuple[str, str, int], tuple[str, int]] = {}
+        self.exec_targets: dict[tuple[str, str, str | None], Any] = {}
         self._rv = 1
         self._stopping = False
         self._server: ThreadingHTTPServer | None = None
@@ -377,6 +382,11 @@ class FakeKubeAPI:
         """Where a port-forward to ``pod:port`` really connects (a loopback server, a test container)."""
         with self.lock:
             self.port_targets[(ns, pod, port)] = target
+
+    def exec_in(self, ns: str, pod: str, docker_container: Any, container: str | None = None) -> None:
+        """Run exec requests for ``pod`` (one of its containers, or all) in a real Docker container."""
+        with self.lock:
+            self.exec_targets[(ns, pod, container)] = docker_container
 
     def restart_container(self, ns: str, pod: str, container: str | None = None) -> None:
         with self.lock:
@@ -735,6 +745,16 @@ class _Handler(BaseHTTPRequestHandler):
             query.setdefault("gracePeriodSeconds", [str(body["gracePeriodSeconds"])])
         with self.fake.lock:
             self.fake.requests.append(Request(self.command, parts.path, query, body, ctype))
+        ex = re.match(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/exec$", parts.path)
+        if ex and self.headers.get("Upgrade", "").lower() == "websocket":
+            with self.fake.lock:
+                c = query.get("container", [None])[0]
+                target = self.fake.exec_targets.get((ex.group(1), ex.group(2), c)) or self.fake.exec_targets.get(
+                    (ex.group(1), ex.group(2), None)
+                )
+            if target is not None:
+                self._exec(target, query.get("command", []))
+                return
         pf = re.match(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/portforward$", parts.path)
         if pf and self.headers.get("Upgrade", "").lower() == "websocket":
             self._portforward(pf.group(1), pf.group(2), query)
@@ -828,10 +848,33 @@ class _Handler(BaseHTTPRequestHandler):
             data = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
         return opcode, data
 
-    def _portforward(self, ns: str, pod: str, query: dict[str, list[str]]) -> None:
+    def _exec(self, target: Any, command: list[str]) -> None:
+        """One exec: run it to completion in the mapped container, then report like a kubelet."""
+        self._handshake()
+        try:
+            rc, (out, err) = target.exec_run(command, demux=True)
+        except Exception as exc:  # noqa: BLE001 - e.g. the container is gone
+            rc, out, err = 126, b"", str(exc).encode()
+        if out:
+            self._ws_send(b"\x01" + out)
+        if err:
+            self._ws_send(b"\x02" + err)
+        if rc == 0:
+            status: dict[str, Any] = {"metadata": {}, "status": "Success"}
+        else:
+            status = {
+                "metadata": {},
+                "status": "Failure",
+                "message": f"command terminated with non-zero exit code: {rc}",
+                "reason": "NonZeroExitCode",
+                "details": {"causes": [{"reason": "ExitCode", "message": str(rc)}]},
+            }
+        self._ws_send(b"\x03" + json.dumps(status).encode())
+        self._ws_send(b"", opcode=8)
+
+    def _handshake(self) -> None:
         import base64
         import hashlib
-        import socket
 
         self._ws_lock = threading.Lock()
         key = self.headers.get("Sec-WebSocket-Key", "")
@@ -845,6 +888,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Sec-WebSocket-Protocol", "v4.channel.k8s.io")
         self.end_headers()
         self.close_connection = True
+
+    def _portforward(self, ns: str, pod: str, query: dict[str, list[str]]) -> None:
+        import socket
+
+        self._handshake()
         port = int((query.get("ports") or ["0"])[0].split(",")[0])
         prefix = bytes([port & 0xFF, port >> 8])
         self._ws_send(b"\x00" + prefix)
