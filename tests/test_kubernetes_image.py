@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TAG = "chaoskit/chaoskit:dev"
 
 pytestmark = pytest.mark.slow
+pytest_plugins = ("kubernetes_helpers",)  # the fake-API fixtures
 
 
 @pytest.fixture(scope="module")
@@ -133,5 +134,32 @@ def test_latency_without_netem_fails_loudly(docker_client, chaoskit_image, test_
         if code == 0:  # a kernel with netem: then the qdisc must really be there
             pytest.fail(f"expected no netem on this machine, container said: {logs}")
         assert "qdisc" in logs.lower() or "netem" in logs.lower(), logs
+    finally:
+        c.remove(force=True)
+
+
+def test_loss_fault_end_to_end_through_the_fake_api(docker_client, chaoskit_image, test_network, fake, ctx) -> None:
+    """network.loss as the backend drives it: the ephemeral container is added through the API
+    (the FAKE API server), started here from exactly the spec the API received, and the revert
+    goes through the exec API into it."""
+    from chaoskit.backends.base import Selection
+
+    f = kf.NetworkLoss(kf.NetworkLoss.Params.model_validate({"percent": 20, "image": chaoskit_image}),
+                       Selection(service="broker"), ctx)
+    f.prepare()
+    pod = f.instances[0].name
+    f.apply()
+    (spec,) = fake.pods[("ledger", pod)]["spec"]["ephemeralContainers"]
+    c = _debug_container(docker_client, chaoskit_image, test_network, spec)
+    try:
+        fake.exec_in("ledger", pod, c, container=f.ec_name)
+        assert _wait(lambda: c.exec_run(["test", "-e", "/tmp/chaoskit-applied"]).exit_code == 0), c.logs()
+        assert f"chaoskit-{f.token}" in _rules(c)
+        out = f.revert()
+        assert out["reverted"][0]["reverted"] is True
+        assert c.wait(timeout=30)["StatusCode"] == 0  # the undo ran, then it exited by itself
+        meta = fake.pods[("ledger", pod)]["metadata"]
+        assert not any(k.startswith(kf.EC_ANNOTATION_PREFIX) for k in meta.get("annotations", {}))
+        assert kf.RUN_LABEL not in meta["labels"]
     finally:
         c.remove(force=True)
