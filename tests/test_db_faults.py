@@ -495,6 +495,7 @@ def test_deadlock_app_mode_gives_the_client_40P01(accounts: str, ctx: RunContext
     assert out["victims"] == ["app"] and out["sqlstate"] == "40P01"
     assert out["cycles"][0]["app_pid"] == client.pid
     assert out["cycles"][0]["app_application_name"] == "app"
+    assert out["cycles"][0]["precise"] is True  # A waited only on the app's own row lock
     assert "update accounts" in out["cycles"][0]["app_query"]
     assert out["deadlock_detected"] and out["counter_raised"]
     assert out["deadlocks_after"] == out["deadlocks_before"] + 1

@@ -8,7 +8,12 @@ ms after the app began waiting. PostgreSQL runs the deadlock check in the backen
 ``deadlock_timeout`` expires first, which is the application's (it began waiting earlier), so
 the application's transaction gets 40P01 and A gets the rows. If A is chosen instead (the
 cycle closed later than deadlock_timeout, on a badly overloaded server), A sees 40P01 itself;
-both outcomes are recorded as evidence.
+both outcomes are recorded as evidence. Two things tilt it towards the app: A only closes the
+cycle on rows the waiter alone holds (its xid in xmax) when there are such rows, so A waits on
+nobody else first; and, when the DSN may (superuser), A's own deadlock_timeout is raised to
+3x the server's for that wait, so the app's check runs first. Checked against the reference
+ledger (fills hold FOR KEY SHARE on the customer account, then want the broker account):
+``first: "id = 'broker:USD'"``, ``second: "kind = 'customer'"`` aborts the app's fill.
 
 mode ``hold``: two chaoskit sessions lock ``first`` and ``second`` and hold them while
 application transactions that take the rows in opposite orders queue behind them. On revert
@@ -215,27 +220,54 @@ class DbDeadlock(DbFault):
         lt = max(p.lock_timeout, self.deadlock_timeout_ms / 1000 * 5 + 2)
         body = sql.SQL(
             """
-DECLARE w int; n bigint; t1 timestamptz; q text; app text; deadline timestamptz := clock_timestamp() + {chunk}::interval;
+DECLARE w int; wx xid; w_any int; n bigint; t1 timestamptz; q text; app text; r record; age int;
+        deadline timestamptz := clock_timestamp() + {chunk}::interval;
 BEGIN
   LOOP
     PERFORM pg_stat_clear_snapshot();
-    SELECT l.pid INTO w FROM pg_locks l
-     WHERE NOT l.granted AND l.pid <> pg_backend_pid()
-       AND pg_backend_pid() = ANY (pg_blocking_pids(l.pid))
-       AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a
-                        WHERE a.pid = l.pid AND a.application_name LIKE 'chaoskit%')
-     LIMIT 1;
+    w := NULL; wx := NULL; w_any := NULL;
+    -- prefer a waiter that alone holds some of the second rows (its xid in xmax): A then waits
+    -- only on a transaction already waiting on A, so the app's deadlock_timeout expires first
+    FOR r IN SELECT l.pid, a.backend_xid AS x
+               FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+              WHERE NOT l.granted AND l.pid <> pg_backend_pid()
+                AND pg_backend_pid() = ANY (pg_blocking_pids(l.pid))
+                AND coalesce(a.application_name, '') NOT LIKE 'chaoskit%'
+    LOOP
+      w_any := coalesce(w_any, r.pid);
+      IF r.x IS NOT NULL AND EXISTS (SELECT 1 FROM {table} WHERE ({second}) AND xmax = r.x) THEN
+        w := r.pid; wx := r.x; EXIT;
+      END IF;
+    END LOOP;
     EXIT WHEN w IS NOT NULL;
-    IF clock_timestamp() > deadline THEN RETURN; END IF;
+    IF clock_timestamp() > deadline THEN
+      EXIT WHEN w_any IS NOT NULL;  -- rows shared by several lockers: close the cycle on all of them
+      RETURN;
+    END IF;
     PERFORM pg_sleep({poll});
   END LOOP;
+  w := coalesce(w, w_any);
   SELECT left(a.query, 200), a.application_name INTO q, app FROM pg_stat_activity a WHERE a.pid = w;
+  SELECT round(extract(epoch FROM clock_timestamp() - min(l.waitstart)) * 1000) INTO age
+    FROM pg_locks l WHERE l.pid = w AND NOT l.granted;
   RAISE NOTICE 'chaoskit-waiter %', w;
+  RAISE NOTICE 'chaoskit-age %', coalesce(age, -1);
+  RAISE NOTICE 'chaoskit-precise %', (wx IS NOT NULL);
   RAISE NOTICE 'chaoskit-app %', coalesce(app, '');
   RAISE NOTICE 'chaoskit-query %', coalesce(q, '');
   PERFORM set_config('lock_timeout', {lt}, true);
+  -- and let the app's deadlock check run first: A's own check waits longer (superuser only;
+  -- without the privilege A keeps the server's deadlock_timeout and may be the victim)
+  BEGIN
+    PERFORM set_config('deadlock_timeout', {own_dt}, true);
+  EXCEPTION WHEN insufficient_privilege THEN NULL;
+  END;
   t1 := clock_timestamp();
-  SELECT count(*) INTO n FROM (SELECT 1 FROM {table} WHERE {second} FOR UPDATE) AS chaoskit_locked;
+  IF wx IS NOT NULL THEN
+    SELECT count(*) INTO n FROM (SELECT 1 FROM {table} WHERE ({second}) AND xmax = wx FOR UPDATE) AS chaoskit_locked;
+  ELSE
+    SELECT count(*) INTO n FROM (SELECT 1 FROM {table} WHERE {second} FOR UPDATE) AS chaoskit_locked;
+  END IF;
   RAISE NOTICE 'chaoskit-locked % %', n, round(extract(epoch FROM clock_timestamp() - t1) * 1000);
 END
 """
@@ -243,6 +275,7 @@ END
             chunk=sql.Literal(ms(chunk)),
             poll=sql.Literal(p.poll_every),
             lt=sql.Literal(ms(lt)),
+            own_dt=sql.Literal(ms(self.deadlock_timeout_ms / 1000 * 3)),
             table=qualified(p.table),
             second=sql.SQL(p.second),
         )
@@ -292,6 +325,8 @@ END
                 "app_pid": waiter,
                 "app_application_name": seen.get("chaoskit-app"),
                 "app_query": self.ctx.redactor.text(seen.get("chaoskit-query", "")),
+                "precise": seen.get("chaoskit-precise") == "t",
+                "app_waiting_ms_when_closed": int(seen.get("chaoskit-age") or -1),
                 "sqlstate_seen_by_chaoskit": sqlstate,
                 "chaoskit_waited_ms": waited_ms,
             }
