@@ -284,10 +284,13 @@ class DbSlow(DbFault):
         return True
 
     def _loop(self, locked: bool) -> None:
-        """Hold each stall for ``stall``, pause ``period - stall``, repeat until stopped or done."""
+        """A stall starts every ``period`` (fixed rate: time spent queueing for the lock behind
+        busy writers counts inside the period) and holds for ``stall``."""
         p = self.params
-        end = time.monotonic() + p.duration if p.duration is not None else None
+        t0 = time.monotonic()
+        end = t0 + p.duration if p.duration is not None else None
         assert self.holder is not None
+        k = 0
         while True:
             if locked:
                 t = time.monotonic()
@@ -297,7 +300,9 @@ class DbSlow(DbFault):
                 self.stall_ms += (time.monotonic() - t) * 1000
                 if stopped:
                     return
-            if self._stop.wait(p.period - p.stall):
+            k += 1
+            next_start = t0 + k * p.period
+            if self._stop.wait(max(0.0, next_start - time.monotonic())):
                 return
             if end is not None and time.monotonic() >= end:
                 return
