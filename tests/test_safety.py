@@ -200,28 +200,65 @@ def _leftovers(docker_client, project: str) -> list[str]:
     return out
 
 
-def test_runner_sigkilled_at_random_points_then_rollback_leaves_nothing(tmp_path, simple_stack, docker_client):
-    """20 trials: SIGKILL the runner mid-experiment; `chaoskit rollback --all` restores everything."""
-    p = write(tmp_path, simple_stack, "simple", """\
+def _chaoskit_rules(docker_client, project: str) -> list[str]:
+    out = []
+    for c in containers(docker_client, project):
+        c.reload()
+        pid = c.attrs["State"].get("Pid")
+        if not pid:
+            continue
+        for tool in ("iptables-save", "ip6tables-save"):
+            r = subprocess.run(["nsenter", "-t", str(pid), "-n", tool], capture_output=True, text=True)
+            out += [f"{c.name}: {line}" for line in r.stdout.splitlines() if "chaoskit:" in line]
+    return out
+
+
+def _chaoskit_sessions(dsn: str) -> list[tuple]:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute(
+            "select pid, application_name from pg_stat_activity where application_name like 'chaoskit%'"
+        ).fetchall()
+
+
+def test_runner_sigkilled_at_random_points_then_rollback_leaves_nothing(tmp_path, simple_stack, docker_client,
+                                                                         fresh_db):
+    """20 trials: SIGKILL the runner while it partitions, pauses, stops and locks; after
+    `chaoskit rollback --all` no rule, paused/stopped container or chaoskit DB session remains."""
+    import psycopg
+
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("create table accounts (id int primary key, cents bigint)")
+        conn.execute("insert into accounts values (1, 100), (2, 200)")
+    p = write(tmp_path, simple_stack, "simple", f"""\
         method:
-          - {fault: container.pause, name: freeze worker, target: {service: worker}}
-          - {fault: container.stop, name: stop app, target: {service: app}, timeout: 0}
-          - {pause: 30s}
+          - {{fault: network.partition, name: cut app from worker, between: [[app], [worker]]}}
+          - {{fault: container.pause, name: freeze worker, target: {{service: worker}}}}
+          - {{fault: db.lock, name: lock accounts, dsn: "{fresh_db}", table: accounts, mode: exclusive}}
+          - {{fault: container.stop, name: stop app, target: {{service: app}}, timeout: 0}}
+          - {{pause: 30s}}
         """)
     rng = random.Random(20261201)
     state = tmp_path / "state"
     clean = 0
+    reverted: set[str] = set()
     for trial in range(20):
         env = dict(os.environ, CHAOSKIT_STATE_DIR=str(state))
         proc = subprocess.Popen([sys.executable, "-m", "chaoskit", "run", str(p), "-q",
                                  "--journal", str(tmp_path / f"j{trial}.json")], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.4, 2.5))
+        time.sleep(rng.uniform(0.4, 3.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         r = cli("rollback", "--all", state=state)
         assert r.returncode == 0, r.stdout + r.stderr
+        for line in r.stderr.splitlines():
+            if line.endswith(": reverted"):
+                reverted.add(line.split()[1].rstrip(":"))
         left = _leftovers(docker_client, simple_stack["project"])
+        left += _chaoskit_rules(docker_client, simple_stack["project"])
+        left += [f"db session {s}" for s in _chaoskit_sessions(fresh_db)]
         if not left:
             clean += 1
         else:  # restore for the next trial, and fail below
@@ -233,3 +270,5 @@ def test_runner_sigkilled_at_random_points_then_rollback_leaves_nothing(tmp_path
                     c.start()
         assert not list(state.glob("runs/*/faults/*.json"))
     assert clean == 20
+    # the kills landed while real faults were in force, not only before the first one
+    assert {"network.partition", "container.pause", "db.lock"} <= reverted, reverted
