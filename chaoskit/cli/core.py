@@ -33,14 +33,35 @@ var_file_option = click.option(
 )
 
 
+def _loader_for(path: str):
+    """Experiments, soak files (``kind: soak``) and gauntlet files all validate the same way."""
+    import re
+
+    try:
+        head = Path(path).read_text()[:4096]
+    except OSError:
+        head = ""
+    if re.search(r"^kind:\s*soak\s*$", head, re.M):
+        from chaoskit.soak.config import load_soak_config
+
+        return load_soak_config
+    if re.search(r"^chaoskit_gauntlet:", head, re.M):
+        from chaoskit.gauntlet import load_gauntlet
+
+        return lambda f, overrides, var_files: load_gauntlet(Path(f), overrides)
+    from chaoskit.experiment.load import load_experiment
+
+    return load_experiment
+
+
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @var_option
 @var_file_option
 @click.option("--output", type=click.Choice(["text", "json"]), default="text")
 def validate(files: tuple[str, ...], var: tuple[str, ...], var_file: tuple[str, ...], output: str) -> None:
-    """Check experiment files; every error with file:line and key."""
-    from chaoskit.experiment.load import load_experiment, parse_overrides
+    """Check experiment, soak and gauntlet files; every error with file:line and key."""
+    from chaoskit.experiment.load import parse_overrides
 
     problems = []
     ok = []
@@ -50,7 +71,7 @@ def validate(files: tuple[str, ...], var: tuple[str, ...], var_file: tuple[str, 
         _fail_invalid(exc)
     for f in files:
         try:
-            load_experiment(f, overrides, [Path(p) for p in var_file])
+            _loader_for(f)(f, overrides, [Path(p) for p in var_file])
             ok.append(f)
         except ExperimentError as exc:
             problems.extend(exc.problems)
