@@ -32,6 +32,7 @@ compact summary of them goes to the journal as a ``ledger.verify`` event.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -153,27 +154,50 @@ class LedgerChecker:
         self.before_snapshot = snapshot
 
     def verify(self, history_path: Path | None = None) -> CheckResult:
+        """All reads in one consistent snapshot. The history file is parsed in a thread while
+        PostgreSQL answers the set-based final read and the invariants: parsing is Python's
+        work, the queries are the server's, and two cores can do both at once."""
         t0 = time.monotonic()
         res = CheckResult()
         invariants = self.all_invariants()
-        parsed = None
+        parsing: dict[str, Any] = {}
+        worker = None
         if history_path is not None:
             if not self.params.history:
                 raise CheckerError("a history file was given but verify.ledger has no history block")
             if not Path(history_path).is_file():
                 raise CheckerError(f"history file {history_path} does not exist")
-            parsed = hist.parse_history(history_path, self.params.history)
-            res.extend(hist.history_findings(parsed, history_path))
-        with connect(self.params.dsn) as conn, consistent_read(conn):
-            res.extend(inv.check_invariants(conn, invariants))
-            if self.params.events is not None:
-                res.extend(ev.check_events(conn, self.params.events))
-            for p in self.params.pnl:
-                res.extend(ev.check_projection(conn, p))
-            if self.params.snapshot is not None and self.before_snapshot is not None:
-                res.extend(self._diff(conn))
-            if parsed is not None:
-                res.extend(self._history(conn, parsed))
+
+            def parse() -> None:
+                try:
+                    parsing["parsed"] = hist.parse_history(history_path, self.params.history)
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                    parsing["error"] = exc
+
+            worker = threading.Thread(target=parse, name="history-parse", daemon=True)
+            worker.start()
+        try:
+            with connect(self.params.dsn) as conn, consistent_read(conn):
+                present: list[dict[str, int] | None] = [
+                    hist.read_present(conn, spec) if worker and spec.table and spec.id_column
+                    else None for spec in self.params.history]
+                res.extend(inv.check_invariants(conn, invariants))
+                if self.params.events is not None:
+                    res.extend(ev.check_events(conn, self.params.events))
+                for p in self.params.pnl:
+                    res.extend(ev.check_projection(conn, p))
+                if self.params.snapshot is not None and self.before_snapshot is not None:
+                    res.extend(self._diff(conn))
+                if worker is not None:
+                    worker.join()
+                    if "error" in parsing:
+                        raise parsing["error"]
+                    parsed = parsing["parsed"]
+                    res.extend(hist.history_findings(parsed, history_path))
+                    res.extend(self._history(conn, parsed, present))
+        finally:
+            if worker is not None:
+                worker.join()
         res.info["seconds"] = round(time.monotonic() - t0, 3)
         self._event("ledger.verify", ok=res.ok, **_journal_digest(res))
         return res
@@ -189,17 +213,18 @@ class LedgerChecker:
         res.info["snapshot_after"] = snap.summary(after)
         return res
 
-    def _history(self, conn: Any, parsed: hist.ParsedHistory) -> CheckResult:
+    def _history(self, conn: Any, parsed: hist.ParsedHistory,
+                 present: list[dict[str, int] | None]) -> CheckResult:
         res = CheckResult()
         bound_index = 0
         for i, spec in enumerate(self.params.history):
             states = parsed.states[i]
-            if spec.table and spec.id_column:
-                present = hist.read_present(conn, spec)
-                res.extend(hist.classify(spec, states, present, self._present_before[i]))
+            got = present[i]
+            if got is not None:
+                res.extend(hist.classify(spec, states, got, self._present_before[i]))
             else:
-                present = hist.read_present_per_id(conn, spec, states)
-                res.extend(hist.classify(spec, states, present, set_based=False))
+                got = hist.read_present_per_id(conn, spec, states)
+                res.extend(hist.classify(spec, states, got, set_based=False))
             if spec.bounds:
                 before = self._bounds_before[i] or [0] * len(spec.bounds)
                 observed = [_number(conn, b.query, b.name) - (before[j] if b.delta else 0)
