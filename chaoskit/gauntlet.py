@@ -85,21 +85,10 @@ class GauntletResult:
 
 
 def load_gauntlet(path: Path, overrides: dict[str, Any] | None = None) -> tuple[GauntletSpec, dict[str, Any]]:
-    from chaoskit.experiment.load import _Collector
+    from chaoskit.experiment.load import read_mapping
     from chaoskit.experiment.subst import SubstError, resolve_vars, substitute
-    from chaoskit.experiment.yamlpos import YamlError, load_with_positions
 
-    file = str(path)
-    try:
-        raw, pos = load_with_positions(Path(path).read_text())
-    except OSError as exc:
-        raise ExperimentError([Problem(file, None, "", f"cannot read: {exc.strerror or exc}")]) from None
-    except YamlError as exc:
-        raise ExperimentError([Problem(file, exc.line or 1, "", exc.message)]) from None
-    col = _Collector(file, pos)
-    if not isinstance(raw, dict):
-        col.add((), "a gauntlet file must be a mapping (chaoskit_gauntlet, title, soak, chaos, audit)")
-        raise ExperimentError(col.problems)
+    raw, col = read_mapping(path, "a gauntlet file must be a mapping (chaoskit_gauntlet, title, soak, chaos, audit)")
     errs: list[SubstError] = []
     variables = resolve_vars({**(raw.get("vars") or {}), **(overrides or {})}, None, errs)
     data = substitute({k: v for k, v in raw.items() if k != "vars"}, variables, None, (), errs)

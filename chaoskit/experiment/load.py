@@ -253,16 +253,12 @@ def load_var_files(paths: list[Path] | tuple[Path, ...]) -> dict[str, Any]:
     return out
 
 
-def load_experiment(
-    path: str | Path,
-    overrides: dict[str, Any] | None = None,
-    var_files: list[Path] | tuple[Path, ...] = (),
-    env: dict[str, str] | None = None,
-) -> Experiment:
-    source = Path(path)
+def read_mapping(path: str | Path, not_a_mapping: str) -> tuple[dict[str, Any], _Collector]:
+    """Read a YAML mapping with positions (experiments, soak and gauntlet files alike); problems
+    reading or parsing it are raised at once, located."""
     file = str(path)
     try:
-        text = source.read_text()
+        text = Path(path).read_text()
     except OSError as exc:
         raise ExperimentError([Problem(file, None, "", f"cannot read: {exc.strerror or exc}")]) from None
     try:
@@ -271,8 +267,19 @@ def load_experiment(
         raise ExperimentError([Problem(file, exc.line or 1, "", exc.message)]) from None
     col = _Collector(file, pos)
     if not isinstance(raw, dict):
-        col.add((), "an experiment must be a mapping with keys chaoskit, title, method, ...")
+        col.add((), not_a_mapping)
         raise ExperimentError(col.problems)
+    return raw, col
+
+
+def load_experiment(
+    path: str | Path,
+    overrides: dict[str, Any] | None = None,
+    var_files: list[Path] | tuple[Path, ...] = (),
+    env: dict[str, str] | None = None,
+) -> Experiment:
+    source = Path(path)
+    raw, col = read_mapping(path, "an experiment must be a mapping with keys chaoskit, title, method, ...")
 
     overrides = dict(overrides or {})
     file_overrides = load_var_files(var_files) if var_files else {}

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from chaoskit.errors import ExperimentError, Problem
+from chaoskit.errors import ExperimentError
 from chaoskit.experiment.model import Target
 from chaoskit.units import Duration
 
@@ -127,24 +127,11 @@ def load_soak_config(
     import chaoskit.soak.resources  # noqa: F401 - registers container.stats
     import chaoskit.soak.workload_stats  # noqa: F401 - registers workload.stats
     from chaoskit.expect import validate_spec
-    from chaoskit.experiment.load import _Collector, _probe, _workload, load_var_files
+    from chaoskit.experiment.load import _probe, _workload, load_var_files, read_mapping
     from chaoskit.experiment.subst import SubstError, resolve_vars, substitute
-    from chaoskit.experiment.yamlpos import YamlError, load_with_positions
 
     source = Path(path)
-    file = str(path)
-    try:
-        text = source.read_text()
-    except OSError as exc:
-        raise ExperimentError([Problem(file, None, "", f"cannot read: {exc.strerror or exc}")]) from None
-    try:
-        raw, pos = load_with_positions(text)
-    except YamlError as exc:
-        raise ExperimentError([Problem(file, exc.line, "", exc.message)]) from None
-    col = _Collector(file, pos)
-    if not isinstance(raw, dict):
-        col.add((), "a soak file must be a mapping with keys chaoskit, kind: soak, title, groups, alerts")
-        raise ExperimentError(col.problems)
+    raw, col = read_mapping(path, "a soak file must be a mapping with keys chaoskit, kind: soak, title, groups, alerts")
 
     raw_vars = raw.get("vars", {})
     if not isinstance(raw_vars, dict):
