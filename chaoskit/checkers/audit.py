@@ -22,7 +22,7 @@ from chaoskit.checkers import events as ev
 from chaoskit.checkers import invariants as inv
 from chaoskit.checkers.export import export_tables
 from chaoskit.checkers.result import MAX_EXAMPLES, CheckResult, finding, jsonable
-from chaoskit.checkers.sqlutil import connect, consistent_read, ident, run_sql
+from chaoskit.checkers.sqlutil import connect, consistent_read, ident, run_sql, run_tasks
 
 
 class BalanceSpec(BaseModel):
@@ -45,6 +45,7 @@ class AuditParams(BaseModel):
     invariants_file: str | None = None
     events: ev.EventsSpec | None = None
     pnl: list[ev.Projection] = Field(default_factory=list)
+    parallel: int = Field(2, ge=1, le=16, description="connections sharing one snapshot")
 
     @model_validator(mode="before")
     @classmethod
@@ -103,11 +104,11 @@ def run_audit(params: AuditParams, out_dir: Path | None = None,
             r, currencies = _balances(conn, params.balance)
             res.extend(r)
             report["balances"] = currencies
-        res.extend(inv.check_invariants(conn, invariants))
-        if params.events is not None:
-            res.extend(ev.check_events(conn, params.events))
-        for p in params.pnl:
-            res.extend(ev.check_projection(conn, p))
+        from chaoskit.checkers.ledger import check_tasks
+
+        for r in run_tasks(conn, params.dsn, check_tasks(invariants, params.events, params.pnl),
+                           params.parallel):
+            res.extend(r)
     report["ok"] = res.ok
     report["discrepancies"] = res.failures
     report["checks"] = res.findings

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -44,7 +45,14 @@ from chaoskit.checkers import history as hist
 from chaoskit.checkers import invariants as inv
 from chaoskit.checkers import snapshot as snap
 from chaoskit.checkers.result import CheckResult, finding
-from chaoskit.checkers.sqlutil import CheckerError, connect, consistent_read, exact, run_sql
+from chaoskit.checkers.sqlutil import (
+    CheckerError,
+    connect,
+    consistent_read,
+    exact,
+    run_sql,
+    run_tasks,
+)
 
 if TYPE_CHECKING:
     from chaoskit.runner.context import RunContext
@@ -60,6 +68,7 @@ class LedgerParams(BaseModel):
     history: list[hist.HistorySpec] = Field(default_factory=list)
     events: ev.EventsSpec | None = None
     pnl: list[ev.Projection] = Field(default_factory=list)
+    parallel: int = Field(2, ge=1, le=16, description="connections sharing one snapshot for the checks")
 
     @model_validator(mode="before")
     @classmethod
@@ -181,11 +190,10 @@ class LedgerChecker:
                 present: list[dict[str, int] | None] = [
                     hist.read_present(conn, spec) if worker and spec.table and spec.id_column
                     else None for spec in self.params.history]
-                res.extend(inv.check_invariants(conn, invariants))
-                if self.params.events is not None:
-                    res.extend(ev.check_events(conn, self.params.events))
-                for p in self.params.pnl:
-                    res.extend(ev.check_projection(conn, p))
+                for r in run_tasks(conn, self.params.dsn,
+                                   check_tasks(invariants, self.params.events, self.params.pnl),
+                                   self.params.parallel):
+                    res.extend(r)
                 if self.params.snapshot is not None and self.before_snapshot is not None:
                     res.extend(self._diff(conn))
                 if worker is not None:
@@ -232,6 +240,36 @@ class LedgerChecker:
                 res.extend(hist.check_bounds(spec, parsed, bound_index, observed))
             bound_index += len(spec.bounds)
         return res
+
+
+def _timed(fn: Callable[[Any], CheckResult]) -> Callable[[Any], CheckResult]:
+    def run(conn: Any) -> CheckResult:
+        t = time.monotonic()
+        r = fn(conn)
+        for f in r.findings:
+            f["seconds"] = round(time.monotonic() - t, 3)
+        return r
+
+    return run
+
+
+def check_tasks(invariants: list[inv.Invariant], events: ev.EventsSpec | None,
+                pnl: list[ev.Projection]) -> list[Callable[[Any], CheckResult]]:
+    """Every independent read-only check as a task, so run_tasks can spread them over
+    connections that share one snapshot."""
+
+    def one(i: inv.Invariant) -> Callable[[Any], CheckResult]:
+        return lambda c: inv.check_invariants(c, [i])
+
+    tasks: list[Callable[[Any], CheckResult]] = [one(i) for i in invariants]
+    if events is not None:
+        e = events
+        tasks.append(lambda c: ev.check_versions(c, e))
+        tasks += [(lambda c, link=link: ev.check_link(c, e, link)) for link in e.links]
+        tasks += [(lambda c, p=p: ev.check_projection(c, p)) for p in e.projections]
+        tasks += [(lambda c, cv=cv: ev.check_coverage(c, cv)) for cv in e.coverage]
+    tasks += [(lambda c, p=p: ev.check_projection(c, p)) for p in pnl]
+    return [_timed(t) for t in tasks]
 
 
 def _number(conn: Any, query: str, name: str) -> Any:

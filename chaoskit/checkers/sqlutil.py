@@ -9,7 +9,8 @@ author, who already holds the DSN and so gains nothing by injecting.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
@@ -140,3 +141,60 @@ def _unescape(field: bytes) -> str:
     if b"\\" in field:
         field = re.sub(rb"\\[\\tnr]", lambda m: _ESC[m.group(0)], field)
     return field.decode()
+
+
+_SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f-]+$")
+
+
+def run_tasks(conn: psycopg.Connection, dsn: str, tasks: list[Callable[[psycopg.Connection], Any]],
+              parallel: int = 1) -> list[Any]:
+    """Run read-only tasks on ``conn`` and, when ``parallel > 1``, on extra connections that
+    import ``conn``'s snapshot (``pg_export_snapshot``, as pg_dump -j does): more cores, still
+    one consistent instant. Results come back in task order; the first error is raised."""
+    n = min(max(1, parallel), len(tasks))
+    if n <= 1:
+        return [t(conn) for t in tasks]
+    row = conn.execute("select pg_export_snapshot()").fetchone()
+    snap_id = str(row[0]) if row else ""
+    if not _SNAPSHOT_ID.match(snap_id):
+        raise CheckerError(f"unexpected snapshot id {snap_id!r}")
+    extra: list[psycopg.Connection] = []
+    try:
+        for _ in range(n - 1):
+            c = connect(dsn, autocommit=True)
+            c.execute("begin isolation level repeatable read read only")
+            c.execute(f"set transaction snapshot '{snap_id}'")
+            extra.append(c)
+        results: list[Any] = [None] * len(tasks)
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+        todo = iter(range(len(tasks)))
+
+        def work(c: psycopg.Connection) -> None:
+            while True:
+                with lock:
+                    i = next(todo, None)
+                if i is None or errors:
+                    return
+                try:
+                    results[i] = tasks[i](c)
+                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                    errors.append(exc)
+                    return
+
+        threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in extra]
+        for t in threads:
+            t.start()
+        work(conn)
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return results
+    finally:
+        for c in extra:
+            try:
+                c.execute("rollback")
+                c.close()
+            except psycopg.Error:
+                pass
