@@ -703,6 +703,48 @@ class FakeKubeAPI:
         return [r for r in self.requests if r.method == "DELETE" and kind_path in r.path]
 
 
+def _docker_exec(target: Any, command: list[str], timeout: float = 30.0) -> tuple[int, bytes, bytes]:
+    """``docker exec`` that cannot hang: Docker 20.10 sometimes never ends the stream of an exec
+    whose container's main process it just killed (shared PID namespace). Then, as a kubelet
+    would, the exec counts as finished with what it printed once the container is gone."""
+    import time as _time
+
+    out: list[bytes] = []
+    err: list[bytes] = []
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            api = target.client.api
+            exec_id = api.exec_create(target.id, command, stdout=True, stderr=True)["Id"]
+            for o, e in api.exec_start(exec_id, stream=True, demux=True):
+                if o:
+                    out.append(o)
+                if e:
+                    err.append(e)
+            result["rc"] = api.exec_inspect(exec_id).get("ExitCode")
+        except Exception as exc:  # noqa: BLE001 - e.g. the container is gone
+            err.append(str(exc).encode())
+            result["rc"] = 126
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    deadline = _time.monotonic() + timeout
+    while t.is_alive() and _time.monotonic() < deadline:
+        t.join(0.2)
+        if t.is_alive():
+            try:
+                target.reload()
+                gone = target.status != "running"
+            except Exception:  # noqa: BLE001
+                gone = True
+            if gone:
+                t.join(1.0)
+                break
+    rc = result.get("rc")
+    return (0 if rc is None else int(rc)), b"".join(out), b"".join(err)
+
+
 @dataclass
 class _LogStream:
     ns: str
@@ -851,10 +893,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _exec(self, target: Any, command: list[str]) -> None:
         """One exec: run it to completion in the mapped container, then report like a kubelet."""
         self._handshake()
-        try:
-            rc, (out, err) = target.exec_run(command, demux=True)
-        except Exception as exc:  # noqa: BLE001 - e.g. the container is gone
-            rc, out, err = 126, b"", str(exc).encode()
+        rc, out, err = _docker_exec(target, command)
         if out:
             self._ws_send(b"\x01" + out)
         if err:

@@ -61,11 +61,17 @@ def test_kill_script_targets_pid1_in_its_own_namespace_and_the_kernel_ignores_it
 
 def test_kill_script_with_shared_pid_namespace_kills_the_app_not_pause(pod) -> None:
     pause, app = pod
-    rc, out = app.exec_run(_script(kf._KILL_MAIN, "KILL"))
+    # signal 0 first: the same selection, nothing sent, so we learn which pid it picks
+    rc, out = app.exec_run(_script(kf._KILL_MAIN, "0"))
     text = out.decode()
     assert rc == 0 and "pid:" in text, text
     pid = int(text.split("pid:")[1].split()[0])
     assert pid != 1
+    main = pause.exec_run(["sh", "-c", f"cat /proc/{pid}/cmdline | tr '\\0' ' '"]).output.decode()
+    assert main.startswith("sh -c sleep 1000"), main  # the app's main process
+    # the real kill, detached: Docker 20.10 may never end the stream of an exec whose
+    # container it just killed (shared PID namespace)
+    app.client.api.exec_start(app.client.api.exec_create(app.id, _script(kf._KILL_MAIN, "KILL"))["Id"], detach=True)
     assert app.wait(timeout=20)["StatusCode"] == 137  # the app's main process died of SIGKILL
     pause.reload()
     assert pause.status == "running"  # the pod sandbox survived
