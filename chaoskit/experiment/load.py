@@ -132,6 +132,7 @@ class _Collector:
         self.file = file
         self.pos = pos
         self.problems: list[Problem] = []
+        self.kubernetes = False  # the target is a kubernetes namespace: faults validate as such
 
     def add(self, path: tuple, message: str) -> None:
         self.problems.append(Problem(self.file, self.pos.line(path) or 1, _dotted(path), message))
@@ -283,6 +284,7 @@ def load_experiment(
 
     overrides = dict(overrides or {})
     file_overrides = load_var_files(var_files) if var_files else {}
+    col.kubernetes = isinstance(raw.get("target"), dict) and "kubernetes" in raw["target"]
 
     # variables: file, then var files, then --var; `{secret: X}` marks X for redaction
     raw_vars = raw.get("vars", {})
@@ -428,6 +430,13 @@ def _fault(col: _Collector, data: dict[str, Any], path: tuple) -> FaultPlan | No
     if cls is None:
         col.add((*path, key), f"unknown fault {spec.kind_name!r} (known: {', '.join(registry.faults.names())})")
         return None
+    if col.kubernetes:  # the same fault name has its own keys on kubernetes (image:, max_hold: ...)
+        try:
+            from chaoskit.faults.kubernetes import kubernetes_impl
+        except ImportError:
+            pass
+        else:
+            cls = kubernetes_impl(spec.kind_name) or cls
     extras = dict(spec.model_extra or {})
     model_fields = getattr(getattr(cls, "Params", None), "model_fields", {})
     for key in ("repeat", "every"):  # a fault that repeats by itself (db.terminate) owns these keys
