@@ -26,6 +26,19 @@ class Redactor:
         if value and len(value) >= (3 if explicit else MIN_IMPLICIT):
             self._secrets.add(value)
 
+    def learn(self, obj: Any) -> None:
+        """Remember the passwords of every URL / DSN in ``obj`` (the run's variables), so they are
+        masked wherever else they turn up, not only inside the URL."""
+        if isinstance(obj, str):
+            for m in _URL_PASS.finditer(obj):
+                self.add(m.group("pw"))
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                self.learn(v)
+        elif isinstance(obj, list | tuple):
+            for v in obj:
+                self.learn(v)
+
     def text(self, s: str) -> str:
         s = _URL_PASS.sub(lambda m: m.group("pre") + MASK + m.group("post"), s)
         s = _KV_PASS.sub(lambda m: m.group("pre") + MASK, s)

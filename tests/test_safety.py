@@ -129,6 +129,10 @@ def test_secrets_never_reach_the_journal(tmp_path, simple_stack):
           dsn: postgresql://ledger:hunter2pw@127.0.0.1:1/ledger
         hypothesis:
           - {name: echo, probe: command, argv: [echo, "${token}", "${dsn}"], expect: {path: exit_code, equals: 0}}
+          - name: "token ${token} in a name"
+            probe: command
+            argv: [sh, -c, "echo ${dsn}; exit 0"]
+            expect: {path: stdout, regex: "hunter2pw"}
         method:
           - {pause: 10ms}
         """)
@@ -137,6 +141,7 @@ def test_secrets_never_reach_the_journal(tmp_path, simple_stack):
     assert r.returncode == 0, r.stderr
     text = j.read_text()
     assert "tok-9f8e7d6c5b" not in text and "hunter2pw" not in text
+    assert "tok-9f8e7d6c5b" not in r.stderr + r.stdout and "hunter2pw" not in r.stderr + r.stdout
     assert "postgresql://ledger:***@127.0.0.1:1/ledger" in text
 
 

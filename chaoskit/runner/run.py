@@ -75,11 +75,12 @@ class Runner:
     def __init__(self, exp: Experiment, opts: RunOptions, ui: Any):
         self.exp = exp
         self.opts = opts
-        self.ui = ui
         seed = opts.seed if opts.seed is not None else exp.spec.seed
         self.seed = seed if seed is not None else _secrets.randbelow(2**31)
         self.run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + _secrets.token_hex(3)
         self.redactor = Redactor(exp.secrets)
+        self.redactor.learn(exp.vars)
+        self.ui = _RedactingUI(ui, self.redactor)
         self.ctx = RunContext(run_id=self.run_id, seed=self.seed, base_dir=exp.base_dir, redactor=self.redactor)
         self.ctx.vars = exp.vars
         self.ctx.dry_run = opts.dry_run
@@ -612,6 +613,24 @@ class Runner:
                     close()
                 except Exception:  # noqa: BLE001
                     pass
+
+
+class _RedactingUI:
+    """The terminal gets the same redaction as the journal: probe errors can quote a DSN."""
+
+    def __init__(self, ui: Any, redactor: Redactor):
+        self._ui = ui
+        self._red = redactor
+
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(self._ui, name)
+        if not callable(fn):
+            return fn
+
+        def call(*args: Any, **kw: Any) -> Any:
+            return fn(*self._red(list(args)), **{k: self._red(v) for k, v in kw.items()})
+
+        return call
 
 
 class _Monitor:
