@@ -49,6 +49,20 @@ class LazyGroup(click.Group):
             return _missing(name)
         return getattr(mod, attr)
 
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        """A chaoskit error that escapes a command is one line and its exit code, never a traceback."""
+        from chaoskit.errors import ChaoskitError, ExperimentError
+
+        try:
+            return super().invoke(ctx)
+        except ExperimentError as exc:
+            for p in exc.problems:
+                click.echo(f"error: {p}", err=True)
+            sys.exit(exc.exit_code)
+        except ChaoskitError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_) for name, (_, help_) in sorted(COMMANDS.items())]
         with formatter.section("Commands"):

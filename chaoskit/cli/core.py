@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from chaoskit.errors import ChaoskitError, ExperimentError
+from chaoskit.errors import ExperimentError
 
 
 def _fail_invalid(exc: ExperimentError) -> None:
@@ -223,11 +223,3 @@ def replay(journal: str, journal_out: str | None, reports_dir: str, quiet: bool)
     new = json.loads(Path(outcome.journal).read_text())
     click.echo(compare(data, new))
     sys.exit(outcome.exit_code)
-
-
-def main_guard(fn):  # pragma: no cover - used by the entry point
-    try:
-        return fn()
-    except ChaoskitError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)

@@ -102,7 +102,6 @@ class ParallelStep(_Strict):
 
 
 class Settings(_Strict):
-    recovery_timeout: Duration = Field(120.0, description="default deadline for wait-until-hypothesis")
     continuous_interval: Duration = Field(1.0, description="interval of during/guard checks")
     require_fault_evidence: bool = Field(True, description="fail a fault step whose evidence says it did nothing")
 
