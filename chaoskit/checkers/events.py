@@ -101,13 +101,14 @@ def check_link(conn: psycopg.Connection, spec: EventsSpec, link: Link) -> CheckR
     ev = _events_sub(spec, link)
     rw = f" where {link.rows_where}" if link.rows_where else ""
     if link.mode == "exists":
-        q_ev = (f"select k, count(*) from (select ({link.event_key})::text as k from {ev}) x "
-                f"where k is null or not exists (select 1 from (select ({link.row_key})::text as k "
-                f"from {link.rows_from}{rw}) y where y.k = x.k) group by k")
-        q_rows = (f"select ({link.row_key})::text as k from {link.rows_from}{rw} except "
-                  f"select ({link.event_key})::text from {ev}")
-        _, orphan_ev = run_sql(conn, q_ev, what=f"link {link.name}")
-        _, orphan_rows = run_sql(conn, q_rows, what=f"link {link.name}")
+        # one pass per side: distinct keys of both, full-joined; unmatched on either side
+        q = (f"with ev as (select ({link.event_key})::text as k, count(*) as n from {ev} group by 1), "
+             f"rw as (select distinct ({link.row_key})::text as k, 1 as p from {link.rows_from}{rw}) "
+             f"select coalesce(ev.k, rw.k), ev.n, rw.p from ev full join rw on rw.k = ev.k "
+             f"where ev.n is null or rw.p is null")
+        _, diff = run_sql(conn, q, what=f"link {link.name}")
+        orphan_ev = [(k, n) for k, n, p in diff if p is None]
+        orphan_rows = [(k,) for k, n, _ in diff if n is None]
         ex_ev = [{"key": k, "events": n} for k, n in orphan_ev[:MAX_EXAMPLES]]
         ex_rows = [{"key": r[0]} for r in orphan_rows[:MAX_EXAMPLES]]
         n_ev, n_rows = len(orphan_ev), len(orphan_rows)
