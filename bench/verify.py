@@ -305,8 +305,9 @@ def main() -> None:
     args = ap.parse_args()
     container = net = None
     dsn = args.dsn
-    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="chaoskit-bench-pg-", dir="/var/tmp"))
+    data_dir = args.data_dir
     if dsn is None:
+        data_dir = data_dir or Path(tempfile.mkdtemp(prefix="chaoskit-bench-pg-", dir="/var/tmp"))
         container, net, dsn = start_pg(data_dir)
     try:
         ldsn = ensure_data(dsn)
@@ -344,7 +345,7 @@ def main() -> None:
         if container is not None and not args.keep:
             container.remove(force=True)
             net.remove()
-            if args.data_dir is None:
+            if args.data_dir is None and data_dir is not None:
                 import shutil
 
                 shutil.rmtree(data_dir, ignore_errors=True)
