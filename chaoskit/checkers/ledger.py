@@ -103,6 +103,8 @@ class LedgerParams(BaseModel):
 
 
 class LedgerChecker:
+    """Ledger invariants, snapshot diff, history check, event sourcing and PnL, in one snapshot."""
+
     name = "ledger"
     Params = LedgerParams
 
