@@ -13,13 +13,12 @@ from psycopg.types.json import Jsonb
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "compose" / "ledger" / "schema.sql"
-FALLBACK_SCHEMA = Path(__file__).with_name("checkers_corpus") / "schema.sql"
 
 DEPOSIT = 10_000_000
 
 
 def load_schema(conn: psycopg.Connection) -> None:
-    path = SCHEMA if SCHEMA.is_file() else FALLBACK_SCHEMA
+    path = SCHEMA
     conn.execute(path.read_text())
 
 
