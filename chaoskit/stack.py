@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import docker
-import docker.errors
 import yaml
 
+from chaoskit.backends.compose import docker_client
 from chaoskit.errors import ChaoskitError
 from chaoskit.images import ensure_base_image
 
@@ -180,7 +180,7 @@ def up(
     file = compose_file(compose_file_or_dir)
     project = normalize_project(project) if project else default_project(file)
     services = _services(file)
-    client = client or _client()
+    client = client or docker_client()
     ensure_base_image(client, log=log)
     cmd = compose_command()
     files = ["-f", str(file)]
@@ -218,15 +218,6 @@ def down(
     _run(cmd, env, f"compose down ({project})", timeout=timeout)
 
 
-def _client() -> docker.DockerClient:
-    try:
-        c = docker.from_env()
-        c.ping()
-        return c
-    except docker.errors.DockerException as exc:
-        raise StackError(f"cannot reach the Docker engine: {exc}") from exc
-
-
 def _containers(client: docker.DockerClient, project: str) -> list[Any]:
     return client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"})
 
@@ -240,7 +231,7 @@ def _health(c: Any) -> str:
 
 
 def stack_info(project: str, client: docker.DockerClient | None = None, file: Path | None = None) -> StackInfo:
-    client = client or _client()
+    client = client or docker_client()
     out: dict[str, ServiceInfo] = {}
     for c in _containers(client, project):
         svc = c.labels.get(SERVICE_LABEL, "")
@@ -264,7 +255,7 @@ def _wait_until_healthy(
 ) -> StackInfo:
     """Poll the Docker API until every service's container is healthy; else name the laggards
     with their state and last log lines."""
-    client = client or _client()
+    client = client or docker_client()
     deadline = time.monotonic() + timeout
     states: dict[str, str] = {}
     while True:
