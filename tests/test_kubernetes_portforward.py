@@ -108,3 +108,21 @@ def test_forwarded_for_probes(fake, ctx, http_server, postgres) -> None:
     with pytest.raises(TargetError, match="needs a kubernetes target"):
         with forwarded(RunContext(run_id="x", seed=1), {"pod": "p", "port": 1}, "http://x"):
             pass
+
+
+def test_http_and_sql_probes_with_port_forward(fake, ctx, http_server, postgres) -> None:
+    """`port_forward:` on the http and sql probes, through the fake API's port-forward."""
+    from chaoskit.probes.http import HttpProbe
+    from chaoskit.probes.sql import SqlProbe
+
+    for p in [n for (ns, n) in fake.pods if ns == NS and n.startswith("broker-")]:
+        fake.forward_port(NS, p, 8090, ("127.0.0.1", http_server))
+    probe = HttpProbe(HttpProbe.Params(url="http://broker:8090/health", port_forward={"service": "broker", "port": 8090}), ctx)
+    value = probe.read()
+    assert value["status"] == 200 and value["body"] == "hello from /health"
+    fake.forward_port(NS, "postgres-0", 5432, (urlsplit(postgres).hostname, 5432))
+    sql = SqlProbe(SqlProbe.Params(dsn="postgresql://postgres@postgres:5432/postgres", query="select 41 + 1",
+                                   port_forward={"pod": "postgres-0", "port": 5432}), ctx)
+    assert sql.read() == 42 and sql.read() == 42
+    with pytest.raises(Exception, match="port"):
+        HttpProbe.Params(url="http://x", port_forward={"service": "broker"})  # no port: a clear error

@@ -6,12 +6,21 @@ import json
 import time
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from chaoskit import registry
 from chaoskit.errors import ProbeError
 from chaoskit.probes.base import Probe, ProbeParams
 from chaoskit.units import Duration
+
+
+def check_port_forward(v: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Validate a ``port_forward:`` block; the kubernetes client is imported only when one is given."""
+    if v is None:
+        return None
+    from chaoskit.k8s_portforward import PortForwardSpec
+
+    return PortForwardSpec.model_validate(v).model_dump(exclude_none=True)
 
 
 @registry.probes.register("http")
@@ -26,6 +35,14 @@ class HttpProbe(Probe):
         body: str | None = None
         timeout: Duration = 5.0
         verify_tls: bool = True
+        port_forward: dict[str, Any] | None = Field(
+            None, description="kubernetes: reach the URL through a port-forward {service|pod, port}"
+        )
+
+        @field_validator("port_forward")
+        @classmethod
+        def _pf(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+            return check_port_forward(v)
 
     def __init__(self, params: Any, ctx: Any):
         super().__init__(params, ctx)
@@ -35,13 +52,27 @@ class HttpProbe(Probe):
         import httpx
 
         p = self.params
+        if p.port_forward:
+            from chaoskit.errors import TargetError
+            from chaoskit.k8s_portforward import forwarded
+
+            try:
+                with forwarded(self.ctx, p.port_forward, p.url) as url:
+                    with httpx.Client(timeout=p.timeout, verify=p.verify_tls) as client:
+                        return self._request(client, url)
+            except TargetError as exc:
+                raise ProbeError(f"port-forward for {p.url}: {exc}") from None
         if self._client is None:
             self._client = httpx.Client(timeout=p.timeout, verify=p.verify_tls)
+        return self._request(self._client, p.url)
+
+    def _request(self, client: Any, url: str) -> dict[str, Any]:
+        import httpx
+
+        p = self.params
         t0 = time.perf_counter()
         try:
-            resp = self._client.request(
-                p.method, p.url, headers=p.headers, json=p.json_body, content=p.body
-            )
+            resp = client.request(p.method, url, headers=p.headers, json=p.json_body, content=p.body)
         except httpx.HTTPError as exc:
             raise ProbeError(f"{p.method} {p.url}: {type(exc).__name__}: {exc}") from None
         latency = (time.perf_counter() - t0) * 1000

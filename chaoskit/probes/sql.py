@@ -6,7 +6,7 @@ import datetime
 import decimal
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from chaoskit import registry
 from chaoskit.errors import ProbeError
@@ -41,18 +41,28 @@ class SqlProbe(Probe):
         params: dict[str, Any] | list[Any] | None = None
         result: Literal["value", "rows", "auto"] = Field("auto", description="auto: one cell -> value, else rows")
         timeout: Duration = 5.0
+        port_forward: dict[str, Any] | None = Field(
+            None, description="kubernetes: reach the database through a port-forward {service|pod, port}"
+        )
+
+        @field_validator("port_forward")
+        @classmethod
+        def _pf(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+            from chaoskit.probes.http import check_port_forward
+
+            return check_port_forward(v)
 
     def __init__(self, params: Any, ctx: Any):
         super().__init__(params, ctx)
         self._conn: Any = None
 
-    def _connection(self) -> Any:
+    def _connection(self, dsn: str | None = None) -> Any:
         import psycopg
 
         if self._conn is None or self._conn.closed or self._conn.broken:
             p = self.params
             self._conn = psycopg.connect(
-                p.dsn,
+                dsn or p.dsn,
                 autocommit=True,
                 connect_timeout=max(1, int(p.timeout)),
                 application_name="chaoskit-probe",
@@ -65,9 +75,24 @@ class SqlProbe(Probe):
 
         p = self.params
         try:
-            conn = self._connection()
-            cur = conn.execute(p.query, p.params)
-            rows = cur.fetchall() if cur.description else []
+            if p.port_forward:  # a forward lives for one read: no connection is kept across reads
+                from chaoskit.errors import TargetError
+                from chaoskit.k8s_portforward import forwarded
+
+                try:
+                    with forwarded(self.ctx, p.port_forward, p.dsn) as dsn:
+                        conn = self._connection(dsn)
+                        try:
+                            cur = conn.execute(p.query, p.params)
+                            rows = cur.fetchall() if cur.description else []
+                        finally:
+                            self.close()
+                except TargetError as exc:
+                    raise ProbeError(f"port-forward for the database: {exc}") from None
+            else:
+                conn = self._connection()
+                cur = conn.execute(p.query, p.params)
+                rows = cur.fetchall() if cur.description else []
         except psycopg.Error as exc:
             self.close()
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
