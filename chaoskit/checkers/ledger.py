@@ -106,6 +106,7 @@ class LedgerChecker:
     """Ledger invariants, snapshot diff, history check, event sourcing and PnL, in one snapshot."""
 
     name = "ledger"
+    summary = "snapshot diff, invariants, history (lost/duplicate/phantom/zombie), event sourcing, PnL"
     Params = LedgerParams
 
     def __init__(self, params: LedgerParams, ctx: RunContext | None = None):
