@@ -6,21 +6,12 @@ import json
 import time
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from chaoskit import registry
 from chaoskit.errors import ProbeError
-from chaoskit.probes.base import Probe, ProbeParams
+from chaoskit.probes.base import PortForward, Probe, ProbeParams
 from chaoskit.units import Duration
-
-
-def check_port_forward(v: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Validate a ``port_forward:`` block; the kubernetes client is imported only when one is given."""
-    if v is None:
-        return None
-    from chaoskit.k8s_portforward import PortForwardSpec
-
-    return PortForwardSpec.model_validate(v).model_dump(exclude_none=True)
 
 
 @registry.probes.register("http")
@@ -35,14 +26,7 @@ class HttpProbe(Probe):
         body: str | None = None
         timeout: Duration = 5.0
         verify_tls: bool = True
-        port_forward: dict[str, Any] | None = Field(
-            None, description="kubernetes: reach the URL through a port-forward {service|pod, port}"
-        )
-
-        @field_validator("port_forward")
-        @classmethod
-        def _pf(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-            return check_port_forward(v)
+        port_forward: PortForward = None
 
     def __init__(self, params: Any, ctx: Any):
         super().__init__(params, ctx)

@@ -6,11 +6,11 @@ import datetime
 import decimal
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from chaoskit import registry
 from chaoskit.errors import ProbeError
-from chaoskit.probes.base import Probe, ProbeParams
+from chaoskit.probes.base import PortForward, Probe, ProbeParams
 from chaoskit.units import Duration
 
 
@@ -41,16 +41,7 @@ class SqlProbe(Probe):
         params: dict[str, Any] | list[Any] | None = None
         result: Literal["value", "rows", "auto"] = Field("auto", description="auto: one cell -> value, else rows")
         timeout: Duration = 5.0
-        port_forward: dict[str, Any] | None = Field(
-            None, description="kubernetes: reach the database through a port-forward {service|pod, port}"
-        )
-
-        @field_validator("port_forward")
-        @classmethod
-        def _pf(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-            from chaoskit.probes.http import check_port_forward
-
-            return check_port_forward(v)
+        port_forward: PortForward = None
 
     def __init__(self, params: Any, ctx: Any):
         super().__init__(params, ctx)

@@ -37,6 +37,14 @@ TABLE_MODES = (
 ROW_STRENGTHS = ("update", "no key update", "share", "key share")
 
 
+def table_mode(v: str) -> str:
+    """A LOCK TABLE mode, normalised; a clear error names the valid ones."""
+    n = _norm(v)
+    if n not in TABLE_MODES:
+        raise ValueError(f"unknown table lock mode {v!r}; use one of: {', '.join(TABLE_MODES)}")
+    return n
+
+
 def _norm(v: str) -> str:
     v = " ".join(v.lower().replace("_", " ").replace("-", " ").split())
     for prefix in ("for ",):
@@ -67,10 +75,7 @@ class LockParams(DbParams):
     @field_validator("mode")
     @classmethod
     def _mode(cls, v: str) -> str:
-        n = _norm(v)
-        if n not in TABLE_MODES:
-            raise ValueError(f"unknown table lock mode {v!r}; use one of: {', '.join(TABLE_MODES)}")
-        return n
+        return table_mode(v)
 
     @field_validator("strength")
     @classmethod

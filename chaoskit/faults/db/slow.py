@@ -39,7 +39,7 @@ from chaoskit.faults.db.common import (
     qualified,
     rollback_quietly,
 )
-from chaoskit.faults.db.lock import TABLE_MODES, _norm
+from chaoskit.faults.db.lock import table_mode
 from chaoskit.units import Duration
 
 _GUC = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
@@ -116,10 +116,7 @@ class SlowParams(DbParams):
     @field_validator("mode")
     @classmethod
     def _mode(cls, v: str) -> str:
-        n = _norm(v)
-        if n not in TABLE_MODES:
-            raise ValueError(f"unknown table lock mode {v!r}; use one of: {', '.join(TABLE_MODES)}")
-        return n
+        return table_mode(v)
 
     @field_validator("settings")
     @classmethod
