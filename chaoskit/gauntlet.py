@@ -85,16 +85,10 @@ class GauntletResult:
 
 
 def load_gauntlet(path: Path, overrides: dict[str, Any] | None = None) -> tuple[GauntletSpec, dict[str, Any]]:
-    from chaoskit.experiment.load import read_mapping
-    from chaoskit.experiment.subst import SubstError, resolve_vars, substitute
+    from chaoskit.experiment.load import read_mapping, resolve_document
 
     raw, col = read_mapping(path, "a gauntlet file must be a mapping (chaoskit_gauntlet, title, soak, chaos, audit)")
-    errs: list[SubstError] = []
-    variables = resolve_vars({**(raw.get("vars") or {}), **(overrides or {})}, None, errs)
-    data = substitute({k: v for k, v in raw.items() if k != "vars"}, variables, None, (), errs)
-    for e in errs:
-        col.add(e.path, e.message)
-    data["vars"] = variables
+    data, variables, _ = resolve_document(raw, col, dict(overrides or {}))
     try:
         spec = GauntletSpec.model_validate(data)
     except ValidationError as exc:

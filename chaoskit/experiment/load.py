@@ -273,6 +273,33 @@ def read_mapping(path: str | Path, not_a_mapping: str) -> tuple[dict[str, Any], 
     return raw, col
 
 
+def resolve_document(
+    raw: dict[str, Any], col: _Collector, overrides: dict[str, Any], env: dict[str, str] | None = None
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Variables (the file's, then ``overrides``), substitution of the rest of the document, and
+    the values of ``{secret: X}`` variables; every problem goes to ``col``. Shared by every file
+    kind (experiments, soak, gauntlet) so they all substitute the same way."""
+    raw_vars = raw.get("vars", {})
+    if not isinstance(raw_vars, dict):
+        col.add(("vars",), "expected a mapping of name: value")
+        raw_vars = {}
+    secret_names: set[str] = set()
+    plain: dict[str, Any] = {}
+    for k, v in {**raw_vars, **overrides}.items():
+        if isinstance(v, dict) and set(v) == {"secret"}:
+            secret_names.add(k)
+            v = v["secret"]
+        plain[k] = v
+    serrs: list[SubstError] = []
+    variables = resolve_vars(plain, env, serrs)
+    data = substitute({k: v for k, v in raw.items() if k != "vars"}, variables, env, (), serrs)
+    for e in serrs:
+        col.add(e.path, e.message)
+    data["vars"] = variables
+    secrets = [str(variables[k]) for k in secret_names if variables.get(k) not in (None, "")]
+    return data, variables, secrets
+
+
 def load_experiment(
     path: str | Path,
     overrides: dict[str, Any] | None = None,
@@ -285,27 +312,7 @@ def load_experiment(
     overrides = dict(overrides or {})
     file_overrides = load_var_files(var_files) if var_files else {}
     col.kubernetes = isinstance(raw.get("target"), dict) and "kubernetes" in raw["target"]
-
-    # variables: file, then var files, then --var; `{secret: X}` marks X for redaction
-    raw_vars = raw.get("vars", {})
-    if not isinstance(raw_vars, dict):
-        col.add(("vars",), "expected a mapping of name: value")
-        raw_vars = {}
-    secret_names: set[str] = set()
-    plain: dict[str, Any] = {}
-    for k, v in {**raw_vars, **file_overrides, **overrides}.items():
-        if isinstance(v, dict) and set(v) == {"secret"}:
-            secret_names.add(k)
-            v = v["secret"]
-        plain[k] = v
-    serrs: list[SubstError] = []
-    variables = resolve_vars(plain, env, serrs)
-    rest = {k: v for k, v in raw.items() if k != "vars"}
-    data = substitute(rest, variables, env, (), serrs)
-    for e in serrs:
-        col.add(e.path, e.message)
-    data["vars"] = variables
-    secrets = [str(variables[k]) for k in secret_names if variables.get(k) not in (None, "")]
+    data, variables, secrets = resolve_document(raw, col, {**file_overrides, **overrides}, env)
 
     try:
         spec = m.ExperimentSpec.model_validate(data)

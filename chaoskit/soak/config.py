@@ -127,31 +127,19 @@ def load_soak_config(
     import chaoskit.soak.resources  # noqa: F401 - registers container.stats
     import chaoskit.soak.workload_stats  # noqa: F401 - registers workload.stats
     from chaoskit.expect import validate_spec
-    from chaoskit.experiment.load import _probe, _workload, load_var_files, read_mapping
-    from chaoskit.experiment.subst import SubstError, resolve_vars, substitute
+    from chaoskit.experiment.load import (
+        _probe,
+        _workload,
+        load_var_files,
+        read_mapping,
+        resolve_document,
+    )
 
     source = Path(path)
     raw, col = read_mapping(path, "a soak file must be a mapping with keys chaoskit, kind: soak, title, groups, alerts")
 
-    raw_vars = raw.get("vars", {})
-    if not isinstance(raw_vars, dict):
-        col.add(("vars",), "expected a mapping of name: value")
-        raw_vars = {}
     file_overrides = load_var_files(var_files) if var_files else {}
-    secret_names: set[str] = set()
-    plain: dict[str, Any] = {}
-    for k, v in {**raw_vars, **file_overrides, **(overrides or {})}.items():
-        if isinstance(v, dict) and set(v) == {"secret"}:
-            secret_names.add(k)
-            v = v["secret"]
-        plain[k] = v
-    serrs: list[SubstError] = []
-    variables = resolve_vars(plain, env, serrs)
-    data = substitute({k: v for k, v in raw.items() if k != "vars"}, variables, env, (), serrs)
-    for err in serrs:
-        col.add(err.path, err.message)
-    data["vars"] = variables
-    secrets = [str(variables[k]) for k in secret_names if variables.get(k) not in (None, "")]
+    data, variables, secrets = resolve_document(raw, col, {**file_overrides, **(overrides or {})}, env)
 
     spec: SoakSpec | None
     try:
