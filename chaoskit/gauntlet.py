@@ -85,7 +85,7 @@ class GauntletResult:
 
 
 def load_gauntlet(path: Path, overrides: dict[str, Any] | None = None) -> tuple[GauntletSpec, dict[str, Any]]:
-    from chaoskit.experiment.load import read_mapping, resolve_document
+    from chaoskit.experiment.document import read_mapping, resolve_document
 
     raw, col = read_mapping(path, "a gauntlet file must be a mapping (chaoskit_gauntlet, title, soak, chaos, audit)")
     data, variables, _ = resolve_document(raw, col, dict(overrides or {}))

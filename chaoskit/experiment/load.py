@@ -7,21 +7,26 @@ parameter is caught before anything runs.
 
 from __future__ import annotations
 
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from chaoskit import registry
-from chaoskit.errors import ExperimentError, Problem
+from chaoskit.errors import ExperimentError
 from chaoskit.experiment import model as m
-from chaoskit.experiment.subst import SubstError, resolve_vars, substitute
-from chaoskit.experiment.yamlpos import Positions, YamlError, load_with_positions
-from chaoskit.units import parse_duration
+from chaoskit.experiment.document import (
+    Collector,
+    dotted,
+    load_var_files,
+    parse_overrides,
+    read_mapping,
+    resolve_document,
+)
+from chaoskit.quantities import parse_duration
+
+__all__ = ["Experiment", "load_experiment", "parse_overrides", "load_var_files", "read_mapping", "resolve_document"]
 
 STEP_KINDS = ("fault", "action", "probe", "wait", "pause", "parallel")
 
@@ -124,180 +129,7 @@ class Experiment:
         return out
 
 
-# ---------------------------------------------------------------- error plumbing
-
-
-class _Collector:
-    def __init__(self, file: str, pos: Positions):
-        self.file = file
-        self.pos = pos
-        self.problems: list[Problem] = []
-        self.kubernetes = False  # the target is a kubernetes namespace: faults validate as such
-
-    def add(self, path: tuple, message: str) -> None:
-        self.problems.append(Problem(self.file, self.pos.line(path) or 1, _dotted(path), message))
-
-    def pydantic(self, exc: ValidationError, prefix: tuple, data: Any, model: type[BaseModel]) -> None:
-        for err in exc.errors(include_url=False):
-            loc = _data_path(data, tuple(err["loc"]))
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                allowed = _allowed_keys(model, loc[:-1])
-                msg = f"unknown key {loc[-1]!r}" + (f" (expected one of: {', '.join(allowed)})" if allowed else "")
-            elif err["type"] == "missing":
-                msg = "required key is missing"
-            elif "input" in err and err["type"] not in {"value_error", "assertion_error"}:
-                msg = f"{msg} (got {_short(err['input'])})"
-            self.add(prefix + loc, msg)
-
-
-def _dotted(path: tuple) -> str:
-    out = ""
-    for p in path:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out
-
-
-def _short(v: Any) -> str:
-    s = repr(v)
-    return s if len(s) < 60 else s[:57] + "..."
-
-
-def _data_path(data: Any, loc: tuple) -> tuple:
-    """Keep only the loc parts that walk the user's data (pydantic adds union member names)."""
-    out: list[Any] = []
-    cur = data
-    for part in loc:
-        if isinstance(cur, dict) and part in cur:
-            out.append(part)
-            cur = cur[part]
-        elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
-            out.append(part)
-            cur = cur[part]
-        elif isinstance(cur, dict) and isinstance(part, str) and part not in cur and not _looks_internal(part):
-            out.append(part)  # a missing key: name it
-            cur = None
-        elif not isinstance(cur, dict | list) and cur is not None:
-            break
-    return tuple(out)
-
-
-def _looks_internal(part: str) -> bool:
-    return "[" in part or part[:1].isupper() or part in {"float", "int", "str", "bool", "list", "dict"}
-
-
-def _model_classes(tp: Any) -> list[type[BaseModel]]:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType, typing.Annotated):
-        return [c for a in typing.get_args(tp) for c in _model_classes(a)]
-    if origin in (list, dict):
-        args = typing.get_args(tp)
-        return _model_classes(args[-1]) if args else []
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return [tp]
-    return []
-
-
-def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
-    cur: list[type[BaseModel]] = [model]
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        nxt: list[type[BaseModel]] = []
-        for c in cur:
-            f = c.model_fields.get(part)
-            if f is not None:
-                nxt.extend(_model_classes(f.annotation))
-        if not nxt:
-            return []
-        cur = nxt
-    keys = []
-    for c in cur:
-        for name, f in c.model_fields.items():
-            keys.append(f.alias or name)
-    return sorted(set(keys))
-
-
 # ---------------------------------------------------------------- loading
-
-
-def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """``--var key=value``; the value is read as a YAML scalar so numbers stay numbers."""
-    out: dict[str, Any] = {}
-    problems = []
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            problems.append(Problem("--var", None, pair, "expected key=value"))
-            continue
-        try:
-            out[key] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
-            out[key] = value
-    if problems:
-        raise ExperimentError(problems)
-    return out
-
-
-def load_var_files(paths: list[Path] | tuple[Path, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for p in paths:
-        try:
-            data, _ = load_with_positions(Path(p).read_text())
-        except OSError as exc:
-            raise ExperimentError([Problem(str(p), None, "", f"cannot read var file: {exc.strerror}")]) from None
-        except YamlError as exc:
-            raise ExperimentError([Problem(str(p), exc.line, "", exc.message)]) from None
-        if not isinstance(data, dict):
-            raise ExperimentError([Problem(str(p), 1, "", "a var file must be a mapping of name: value")])
-        out.update(data)
-    return out
-
-
-def read_mapping(path: str | Path, not_a_mapping: str) -> tuple[dict[str, Any], _Collector]:
-    """Read a YAML mapping with positions (experiments, soak and gauntlet files alike); problems
-    reading or parsing it are raised at once, located."""
-    file = str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ExperimentError([Problem(file, None, "", f"cannot read: {exc.strerror or exc}")]) from None
-    try:
-        raw, pos = load_with_positions(text)
-    except YamlError as exc:
-        raise ExperimentError([Problem(file, exc.line or 1, "", exc.message)]) from None
-    col = _Collector(file, pos)
-    if not isinstance(raw, dict):
-        col.add((), not_a_mapping)
-        raise ExperimentError(col.problems)
-    return raw, col
-
-
-def resolve_document(
-    raw: dict[str, Any], col: _Collector, overrides: dict[str, Any], env: dict[str, str] | None = None
-) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """Variables (the file's, then ``overrides``), substitution of the rest of the document, and
-    the values of ``{secret: X}`` variables; every problem goes to ``col``. Shared by every file
-    kind (experiments, soak, gauntlet) so they all substitute the same way."""
-    raw_vars = raw.get("vars", {})
-    if not isinstance(raw_vars, dict):
-        col.add(("vars",), "expected a mapping of name: value")
-        raw_vars = {}
-    secret_names: set[str] = set()
-    plain: dict[str, Any] = {}
-    for k, v in {**raw_vars, **overrides}.items():
-        if isinstance(v, dict) and set(v) == {"secret"}:
-            secret_names.add(k)
-            v = v["secret"]
-        plain[k] = v
-    serrs: list[SubstError] = []
-    variables = resolve_vars(plain, env, serrs)
-    data = substitute({k: v for k, v in raw.items() if k != "vars"}, variables, env, (), serrs)
-    for e in serrs:
-        col.add(e.path, e.message)
-    data["vars"] = variables
-    secrets = [str(variables[k]) for k in secret_names if variables.get(k) not in (None, "")]
-    return data, variables, secrets
 
 
 def load_experiment(
@@ -362,7 +194,7 @@ def load_experiment(
     return exp
 
 
-def _validate_params(col: _Collector, cls: type, extras: dict[str, Any], path: tuple) -> BaseModel | None:
+def _validate_params(col: Collector, cls: type, extras: dict[str, Any], path: tuple) -> BaseModel | None:
     params_model = getattr(cls, "Params", None)
     if params_model is None:
         return None
@@ -373,7 +205,7 @@ def _validate_params(col: _Collector, cls: type, extras: dict[str, Any], path: t
         return None
 
 
-def _probe(col: _Collector, data: Any, path: tuple) -> ProbePlan | None:
+def _probe(col: Collector, data: Any, path: tuple) -> ProbePlan | None:
     if not isinstance(data, dict):
         col.add(path, "expected a probe mapping like {name: ..., probe: http, url: ..., expect: {...}}")
         return None
@@ -394,10 +226,10 @@ def _probe(col: _Collector, data: Any, path: tuple) -> ProbePlan | None:
             col.add(sub, msg)
     if params is None:
         return None
-    return ProbePlan(spec=spec, cls=cls, params=params, label=spec.name or spec.probe, path=_dotted(path))
+    return ProbePlan(spec=spec, cls=cls, params=params, label=spec.name or spec.probe, path=dotted(path))
 
 
-def _trigger(col: _Collector, when: dict[str, Any], path: tuple) -> TriggerPlan | None:
+def _trigger(col: Collector, when: dict[str, Any], path: tuple) -> TriggerPlan | None:
     rest = {k: v for k, v in when.items() if k not in ("within", "delay")}
     within = None
     delay = 0.0
@@ -426,7 +258,7 @@ def _trigger(col: _Collector, when: dict[str, Any], path: tuple) -> TriggerPlan 
     return TriggerPlan(kind=kind, cls=cls, params=params, within=within, raw=when, delay=delay)
 
 
-def _fault(col: _Collector, data: dict[str, Any], path: tuple) -> FaultPlan | None:
+def _fault(col: Collector, data: dict[str, Any], path: tuple) -> FaultPlan | None:
     try:
         spec = m.FaultStep.model_validate(data)
     except ValidationError as exc:
@@ -463,11 +295,11 @@ def _fault(col: _Collector, data: dict[str, Any], path: tuple) -> FaultPlan | No
             return None
     if params is None:
         return None
-    step_id = spec.id or _dotted(path)
+    step_id = spec.id or dotted(path)
     return FaultPlan(spec=spec, cls=cls, params=params, trigger=trig, id=step_id)
 
 
-def _step(col: _Collector, data: Any, path: tuple) -> Step | None:
+def _step(col: Collector, data: Any, path: tuple) -> Step | None:
     if isinstance(data, list):  # only inside parallel branches
         col.add(path, "expected a step mapping")
         return None
@@ -481,7 +313,7 @@ def _step(col: _Collector, data: Any, path: tuple) -> Step | None:
         col.add(path, f"a step has exactly one of: {', '.join(STEP_KINDS)} (found {kinds or 'none'})")
         return None
     kind = kinds[0]
-    sid = data.get("id") or _dotted(path)
+    sid = data.get("id") or dotted(path)
     if kind in ("fault", "action"):
         return _fault(col, data, path)
     if kind == "probe":
@@ -520,7 +352,7 @@ def _step(col: _Collector, data: Any, path: tuple) -> Step | None:
     return ParallelPlan(id=sid, branches=branches, name=par.name or "parallel")
 
 
-def _workload(col: _Collector, data: Any, base_dir: Path) -> tuple[str, Any] | None:
+def _workload(col: Collector, data: Any, base_dir: Path) -> tuple[str, Any] | None:
     try:
         from chaoskit import workload as wl
     except ImportError:
@@ -546,7 +378,7 @@ def _workload(col: _Collector, data: Any, base_dir: Path) -> tuple[str, Any] | N
     return kind, params
 
 
-def _verify(col: _Collector, data: Any) -> list[tuple[str, type, Any]]:
+def _verify(col: Collector, data: Any) -> list[tuple[str, type, Any]]:
     out: list[tuple[str, type, Any]] = []
     if not isinstance(data, dict):
         col.add(("verify",), "expected a mapping of checker: config, e.g. {ledger: {...}}")

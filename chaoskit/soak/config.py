@@ -127,13 +127,8 @@ def load_soak_config(
     import chaoskit.soak.resources  # noqa: F401 - registers container.stats
     import chaoskit.soak.workload_stats  # noqa: F401 - registers workload.stats
     from chaoskit.expect import validate_spec
-    from chaoskit.experiment.load import (
-        _probe,
-        _workload,
-        load_var_files,
-        read_mapping,
-        resolve_document,
-    )
+    from chaoskit.experiment.document import load_var_files, read_mapping, resolve_document
+    from chaoskit.experiment.load import _probe, _workload
 
     source = Path(path)
     raw, col = read_mapping(path, "a soak file must be a mapping with keys chaoskit, kind: soak, title, groups, alerts")
