@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import re
 import sys
 import textwrap
 from importlib import import_module
@@ -65,6 +66,18 @@ class _Compiler:
     def __init__(self) -> None:
         self.defs: dict[str, Any] = {}
         self._names: dict[int, str] = {}
+        self._refs: dict[str, str] = {}
+
+    def _ref(self, ref: str) -> str:
+        """A stable name for a pydantic definition ref (those end in an id(): ``Model:1234``)."""
+        if ref not in self._refs:
+            base = "ref:" + re.sub(r":\d+$", "", ref)
+            name, n = base, 1
+            while name in self._refs.values():
+                n += 1
+                name = f"{base}#{n}"
+            self._refs[ref] = name
+        return self._refs[ref]
 
     def node(self, s: dict[str, Any]) -> dict[str, Any]:
         t = s["type"]
@@ -97,10 +110,10 @@ class _Compiler:
             return self._model(s)
         elif t == "definitions":
             for d in s["definitions"]:
-                self.defs["ref:" + d["ref"]] = self.node(d)
+                self.defs[self._ref(d["ref"])] = self.node(d)
             return self.node(s["schema"])
         elif t == "definition-ref" and extra == {"schema_ref"}:
-            return {"t": "ref", "r": "ref:" + s["schema_ref"]}
+            return {"t": "ref", "r": self._ref(s["schema_ref"])}
         return _opaque(t)
 
     def _function(self, mode: str, s: dict[str, Any]) -> dict[str, Any]:
@@ -170,6 +183,11 @@ def _params(comp: _Compiler, cls: Any) -> dict[str, Any] | None:
     return comp.node(model.__pydantic_core_schema__)
 
 
+def _builtins(reg: registry.Registry) -> list[tuple[str, Any]]:
+    """Built-ins only: an entry-point plugin installed here may be missing where the IR is used."""
+    return [(name, cls) for name, cls in reg.items() if cls.__module__.startswith("chaoskit.")]
+
+
 def validator_ir() -> dict[str, Any]:
     from chaoskit.backends.base import Selection
     from chaoskit.workload import WORKLOADS
@@ -182,17 +200,17 @@ def validator_ir() -> dict[str, Any]:
         model.model_rebuild()
         roots[key] = comp.node(model.__pydantic_core_schema__)
     faults = {}
-    for name, cls in registry.faults.items():
+    for name, cls in _builtins(registry.faults):
         params = getattr(cls, "Params", None)
         faults[name] = {"p": _params(comp, cls), "needs_target": bool(getattr(cls, "needs_target", False)),
                         "owns": [k for k in ("repeat", "every") if k in getattr(params, "model_fields", {})]}
     return {
         "version": __version__,
         "roots": roots,
-        "probes": {name: _params(comp, cls) for name, cls in registry.probes.items()},
+        "probes": {name: _params(comp, cls) for name, cls in _builtins(registry.probes)},
         "faults": faults,
-        "triggers": {name: _params(comp, cls) for name, cls in registry.triggers.items()},
-        "checkers": {name: _params(comp, cls) or {"t": "any"} for name, cls in registry.checkers.items()},
+        "triggers": {name: _params(comp, cls) for name, cls in _builtins(registry.triggers)},
+        "checkers": {name: _params(comp, cls) or {"t": "any"} for name, cls in _builtins(registry.checkers)},
         "workloads": {kind: _params(comp, cls) for kind, cls in sorted(WORKLOADS.items())},
         "defs": comp.defs,
     }

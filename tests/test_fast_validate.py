@@ -1,0 +1,240 @@
+"""The fast validator (fast accept, slow reject): sound against the full loader, shipped IR fresh,
+the bench file accepted without importing pydantic."""
+
+from __future__ import annotations
+
+import copy
+import random
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chaoskit.cli import main
+from chaoskit.errors import ExperimentError
+from chaoskit.experiment import fast, fastir
+from chaoskit.experiment.fastchecks import CHECKS
+from chaoskit.experiment.load import load_experiment
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_FILE = ROOT / "tests" / "stacks" / "simple" / "kill-app.yaml"
+PHASE7 = sorted((ROOT / "experiments" / "phase7").glob("*.yaml"))
+
+
+def _yaml_files() -> list[Path]:
+    out = [p for d in ("experiments", "tests/stacks", "examples", "docs") for p in (ROOT / d).rglob("*.y*ml")]
+    return sorted(p for p in out if p.suffix in (".yaml", ".yml"))
+
+
+def _doc_blocks() -> list[str]:
+    """```yaml blocks of the README and docs/ that are experiments."""
+    texts = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    blocks = [b for t in texts for b in re.findall(r"```yaml\n(.*?)```", t.read_text(), re.S)]
+    return [b for b in blocks if b.startswith("chaoskit: 1")]
+
+
+def _full_accepts(path: Path) -> bool:
+    try:
+        load_experiment(path)
+    except ExperimentError:
+        return False
+    return True
+
+
+def _sound(path: Path) -> bool:
+    """The property: fast True implies the full loader accepts. Returns the fast answer."""
+    ok = fast.fast_valid(path)
+    if ok:
+        assert _full_accepts(path), f"fast path accepted a file the loader rejects:\n{path.read_text()}"
+    return ok
+
+
+def _bases() -> list[dict[str, Any]]:
+    """Every parsed experiment, plus each without verify: (the ledger preset is opaque, so only
+    then do mutations reach the fast path's other checks)."""
+    out = []
+    for text in [p.read_text() for p in _yaml_files()] + _doc_blocks():
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError:
+            continue
+        if isinstance(doc, dict) and doc.get("chaoskit") == 1:
+            out.append(doc)
+            if "verify" in doc:
+                out.append({k: v for k, v in doc.items() if k != "verify"})
+    return out
+
+
+BASES = _bases()
+
+# ------------------------------------------------------------------ mutations
+
+
+def _paths(doc: Any, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix]
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out.extend(_paths(v, (*prefix, k)))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            out.extend(_paths(v, (*prefix, i)))
+    return out
+
+
+def _get(doc: Any, path: tuple) -> Any:
+    for p in path:
+        doc = doc[p]
+    return doc
+
+
+REPLACEMENTS = [
+    None, True, False, 0, -1, 1, 2, 101, 10**9, 0.5, -0.5, 1e300, "", "x", "30s", "-1s", "5x", "1.5.2ms",
+    "25/s", "0/s", "SIGNOPE", "9", "http", "ftp://x", "a:0", "db:99999", "db:5432", "postgresql://a@b/c",
+    "postgresql://a b", "10.0.0.0/33", "(", "all", "tcp", "one", "nope.fault", "container.kill",
+    "container.start", "hypothesis", "${undefined_var}", [], [1], ["a"], [["a"], ["b"]], [["a"], ["a"]],
+    {}, {"service": "app"}, {"after": "1s"}, {"status": 200}, {"nope": 1},
+]
+UNKNOWN_KEYS = ["nope", "fault", "action", "probe", "wait", "pause", "parallel", "target", "repeat", "every",
+                "within", "delay", "window", "at", "expect", "mode", "fixed", "percent", "kubernetes", "compose",
+                "selector", "owner", "from", "from_", "between", "ports", "protocol", "ops", "stall"]
+
+
+def mutate(doc: dict[str, Any], pick) -> dict[str, Any]:  # noqa: ANN001 - pick(seq) -> one element
+    """1-3 edits at random paths: delete a key, add a (known or unknown) key, replace a value
+    (wrong types, bad durations, unknown names, out-of-range numbers)."""
+    doc = copy.deepcopy(doc)
+    for _ in range(pick([1, 1, 2, 3])):
+        path = pick(_paths(doc))
+        parent = _get(doc, path[:-1]) if path else None
+        op = pick(["delete", "add", "replace", "replace", "name"])
+        if op == "delete" and path and isinstance(parent, dict):
+            del parent[path[-1]]
+        elif op == "add" and isinstance(_get(doc, path), dict):
+            _get(doc, path)[pick(UNKNOWN_KEYS)] = pick(REPLACEMENTS)
+        elif op == "name" and path and isinstance(parent, dict) and path[-1] in ("fault", "action", "probe"):
+            parent[path[-1]] = pick(["nope", "container.kill", "container.start", "http", "sql", "db.slow"])
+        elif path:
+            parent[path[-1]] = pick(REPLACEMENTS)
+    return doc
+
+
+def _check_mutant(doc: dict[str, Any]) -> bool:
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "mutant.yaml"
+        p.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return _sound(p)
+
+
+# ------------------------------------------------------------------ soundness
+
+
+@pytest.mark.parametrize("path", _yaml_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_shipped_files_sound(path):
+    _sound(path)
+
+
+def test_doc_examples_sound(tmp_path):
+    for i, block in enumerate(_doc_blocks()):
+        p = tmp_path / f"doc{i}.yaml"
+        p.write_text(block)
+        _sound(p)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_mutations_sound(data):
+    base = data.draw(st.sampled_from(BASES))
+    _check_mutant(mutate(base, lambda seq: data.draw(st.sampled_from(seq))))
+
+
+def test_mutations_reach_both_answers():
+    """The mutation corpus is not vacuous: some mutants are fast-accepted, some are rejected by
+    the loader, and the fast path says "not sure" about every rejected one."""
+    rng = random.Random(7)
+    fast_yes = loader_no = 0
+    for _ in range(300):
+        doc = mutate(rng.choice(BASES), rng.choice)
+        fast_yes += _check_mutant(doc)
+        with tempfile.TemporaryDirectory() as d:
+            p = Path(d) / "m.yaml"
+            p.write_text(yaml.safe_dump(doc, sort_keys=False))
+            loader_no += not _full_accepts(p)
+    assert fast_yes >= 15 and loader_no >= 60, (fast_yes, loader_no)
+
+
+# ------------------------------------------------------------------ coverage
+
+
+def test_bench_file_and_phase7_without_verify_are_fast_accepted(tmp_path):
+    assert fast.fast_valid(BENCH_FILE)
+    assert PHASE7
+    for p in PHASE7:
+        doc = yaml.safe_load(p.read_text())
+        doc.pop("verify", None)  # verify: {ledger: {preset: reference}} is opaque (see README)
+        out = tmp_path / p.name
+        out.write_text(yaml.safe_dump(doc, sort_keys=False))
+        assert fast.fast_valid(out), p.name
+
+
+def test_every_twin_is_pinned_to_the_current_validator():
+    """A changed validator makes its IR node opaque (sound, but slow): review the twin in
+    fastchecks.py, then update its pin (python -m chaoskit.experiment.fastir --pins)."""
+    for key, (twin, pinned, helpers) in CHECKS.items():
+        real = fastir._resolve(key)
+        if pinned is None:
+            assert real is twin, key
+        else:
+            assert fastir.pin(real, helpers) == pinned, f"{key} changed: review its twin, then re-pin"
+
+
+def test_no_pydantic_on_the_fast_path():
+    code = (
+        "import sys\n"
+        "from chaoskit.cli.core import _certainly_valid\n"
+        f"assert _certainly_valid({str(BENCH_FILE)!r}, {{}}, [])\n"
+        "assert 'pydantic' not in sys.modules, sorted(m for m in sys.modules if 'pydantic' in m)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+# ------------------------------------------------------------------ the shipped IR
+
+
+def test_shipped_ir_is_fresh():
+    assert fast.IR_PATH.read_text() == fastir.dumps(fastir.validator_ir()), (
+        "shipped validator IR is stale: run `chaoskit schema --validator -o chaoskit/schema/validate.json`"
+    )
+
+
+def test_missing_or_foreign_ir_skips_the_fast_path(tmp_path, monkeypatch):
+    monkeypatch.setattr(fast, "_ir", None)
+    monkeypatch.setattr(fast, "IR_PATH", tmp_path / "missing.json")
+    assert not fast.fast_valid(BENCH_FILE)
+    foreign = tmp_path / "validate.json"
+    foreign.write_text('{"version": "0.0.0-other"}')
+    monkeypatch.setattr(fast, "_ir", None)
+    monkeypatch.setattr(fast, "IR_PATH", foreign)
+    assert not fast.fast_valid(BENCH_FILE)
+    r = CliRunner().invoke(main, ["validate", str(BENCH_FILE)])  # the full loader still says ok
+    assert r.exit_code == 0 and f"ok: {BENCH_FILE}" in r.output
+
+
+# ------------------------------------------------------------------ the command
+
+
+def test_cli_fast_and_slow_paths_agree_on_output(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BENCH_FILE.read_text().replace("signal: SIGKILL", "signal: SIGNOPE"))
+    r = CliRunner().invoke(main, ["validate", str(BENCH_FILE), str(bad), "--output", "json"])
+    assert r.exit_code == 2
+    assert '"valid": [\n    "' + str(BENCH_FILE) in r.output
+    r = CliRunner().invoke(main, ["validate", str(bad)])
+    assert r.exit_code == 2 and re.search(rf"{re.escape(str(bad))}:\d+: method\[0\]", r.output), r.output
