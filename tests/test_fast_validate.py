@@ -155,6 +155,46 @@ def test_mutations_sound(data):
     _check_mutant(mutate(base, lambda seq: data.draw(st.sampled_from(seq))))
 
 
+def _param_models() -> list[tuple[str, Any, dict[str, Any]]]:
+    """(name, pydantic Params, IR node) of every built-in fault, probe, trigger and workload."""
+    from chaoskit import registry
+    from chaoskit.workload import WORKLOADS
+
+    ir = fast._load_ir()
+    out = []
+    for kind in ("faults", "probes", "triggers"):
+        for name, cls in fastir._builtins(getattr(registry, kind)):
+            node = ir[kind][name]["p"] if kind == "faults" else ir[kind][name]
+            if node is not None:
+                out.append((name, cls.Params, node))
+    out += [(kind, cls.Params, ir["workloads"][kind]) for kind, cls in sorted(WORKLOADS.items())]
+    return out
+
+
+PARAM_MODELS = _param_models()
+PARAM_VALUES = REPLACEMENTS + [
+    ["a", "b"], {"a": "b"}, "SIGTERM", 15, [80], "postgresql://u@h:5432/d", "10.0.0.1", "10.0.0.0/8",
+    "exclusive", "row exclusive", ["t"], {"work_mem": "1MB"}, "app", "http://x", "x.*", ["1s", "2s"], 0.2, "200ms",
+]
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_plugin_params_sound(data):
+    """Each plugin's IR node against its pydantic Params, directly: what the IR (and the twins of
+    its validators) accepts, pydantic accepts."""
+    from chaoskit.experiment.fastchecks import Reject
+
+    name, model, node = data.draw(st.sampled_from(PARAM_MODELS))
+    keys = sorted({"nope", *model.model_fields, *(f.alias for f in model.model_fields.values() if f.alias)})
+    params = data.draw(st.dictionaries(st.sampled_from(keys), st.sampled_from(PARAM_VALUES), max_size=5))
+    try:
+        fast._Walker(fast._load_ir()).check(node, params)
+    except Reject:
+        return
+    model.model_validate(params)  # raises (fails the test) if the IR over-accepted
+
+
 def test_mutations_reach_both_answers():
     """The mutation corpus is not vacuous: some mutants are fast-accepted, some are rejected by
     the loader, and the fast path says "not sure" about every rejected one."""
