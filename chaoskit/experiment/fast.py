@@ -122,10 +122,11 @@ class _Walker:
             return results[0]
         if t == "fn":
             twin = CHECKS[node["f"]][0]
+            args = (node["a"],) if "a" in node else ()
             try:
                 if node["m"] == "before":
-                    return self.check(node["s"], twin(v))
-                return twin(self.check(node["s"], v))
+                    return self.check(node["s"], twin(v, *args))
+                return twin(self.check(node["s"], v), *args)
             except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
                 raise Reject() from exc
         if t == "model":

@@ -202,6 +202,44 @@ def _one_status(v: Any) -> Any:
     return [v] if isinstance(v, int) else v
 
 
+def _ledger_preset(data: Any, reference: dict[str, Any]) -> Any:
+    """``reference`` is the preset's block without invariants, carried in the IR."""
+    if isinstance(data, dict) and data.get("preset") == "reference":
+        # without invariants of its own the preset searches the disk for invariants.sql
+        _require("invariants" in data or "invariants_file" in data)
+        return {**reference, **{k: v for k, v in data.items() if k != "_base_dir"}}
+    if isinstance(data, dict) and "_base_dir" in data:
+        return {k: v for k, v in data.items() if k != "_base_dir"}
+    return data
+
+
+def _listify(v: Any) -> Any:
+    return [v] if isinstance(v, dict) else v
+
+
+def _listify_values(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: [c] if isinstance(c, str) else c for k, c in v.items()}
+    return v
+
+
+def _pow2(v: int | None) -> int | None:
+    _require(v is None or (1 <= v <= 1 << 20 and not v & (v - 1)))
+    return v
+
+
+def _history_one_way(v: Obj) -> Obj:
+    _require(v["present_once"] is not None or bool(v["table"] and v["id_column"]))
+    _require(v["present_once"] is None or "%(id)s" in v["present_once"])
+    return v
+
+
+def _unique_names(v: list[Obj]) -> list[Obj]:
+    names = [i["name"] for i in v]
+    _require(len(names) == len(set(names)))
+    return v
+
+
 # module:qualname -> (twin, pin, helpers): pin is a sha256 prefix of the real validator's source
 # and of its helpers' (functions, regexes, constants), or None when the model calls this very
 # function. Regenerate pins with ``python -m chaoskit.experiment.fastir --pins`` after reviewing
@@ -230,4 +268,10 @@ CHECKS: dict[str, tuple[Callable[[Any], Any], str | None, tuple[str, ...]]] = {
     "chaoskit.workload.http:Params._positive": (_positive, "372201a15e7143b9", ()),
     "chaoskit.workload.http:Params._some_ops": (_some_ops, "ba0011e826ee415b", ()),
     "chaoskit.workload.http:OpTemplate._one_status": (_one_status, "3da7defc29baa278", ()),
+    "chaoskit.checkers.ledger:LedgerParams._preset": (_ledger_preset, "271cc1de782ad5ec", ("chaoskit.checkers.presets:reference",)),
+    "chaoskit.checkers.ledger:LedgerParams._listify": (_listify, "aa047ec310d8d75b", ()),
+    "chaoskit.checkers.ledger:LedgerParams._unique": (_unique_names, "54562b1c927ab28b", ()),
+    "chaoskit.checkers.snapshot:SnapshotSpec._listify": (_listify_values, "c0d1d3430d0179cc", ()),
+    "chaoskit.checkers.snapshot:SnapshotSpec._pow2": (_pow2, "c9d28e6d81acb2f9", ()),
+    "chaoskit.checkers.history:HistorySpec._one_way": (_history_one_way, "24e36344c31d60f0", ()),
 }

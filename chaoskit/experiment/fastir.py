@@ -34,6 +34,16 @@ _LEAF_KEYS: dict[str, set[str]] = {
 _SAFE_CONFIG = {"title", "extra_fields_behavior", "hide_input_in_errors", "validate_by_alias", "validate_by_name"}
 
 
+def _reference_preset() -> dict[str, Any]:
+    from chaoskit.checkers import presets
+
+    return {k: v for k, v in presets.reference(None).items() if k not in ("invariants", "invariants_file")}
+
+
+# validators whose twin also needs data, computed here and carried in the IR
+_ARGS = {"chaoskit.checkers.ledger:LedgerParams._preset": _reference_preset}
+
+
 def _opaque(why: str) -> dict[str, Any]:
     return {"t": "opaque", "why": why}
 
@@ -108,6 +118,8 @@ class _Compiler:
             return self._function(t.removeprefix("function-"), s)
         elif t == "model":
             return self._model(s)
+        elif t == "model-body":  # internal: a model's fields under its before-validator
+            return self._model_body(s["model"])
         elif t == "definitions":
             for d in s["definitions"]:
                 self.defs[self._ref(d["ref"])] = self.node(d)
@@ -125,7 +137,10 @@ class _Compiler:
         twin, pinned, helpers = entry
         if (twin is not fn) if pinned is None else (pin(fn, helpers) != pinned):
             return _opaque(f"validator {key} changed since its twin was written")
-        return {"t": "fn", "m": mode, "f": key, "s": self.node(s["schema"])}
+        out = {"t": "fn", "m": mode, "f": key, "s": self.node(s["schema"])}
+        if key in _ARGS:
+            out["a"] = _ARGS[key]()
+        return out
 
     def _model(self, s: dict[str, Any]) -> dict[str, Any]:
         cls = s["cls"]
@@ -146,6 +161,10 @@ class _Compiler:
         if set(config) - _SAFE_CONFIG or s.get("custom_init") or s.get("root_model") or s.get("post_init"):
             return _opaque(f"model {s['cls'].__qualname__}: config or init")
         fields_s = s["schema"]
+        if fields_s["type"] == "function-before" and set(fields_s) - _IGNORED == {"function", "schema"}:
+            # a model_validator(mode="before"): the whole model behind one function
+            inner = dict(s, schema=fields_s["schema"])
+            return self._function("before", dict(fields_s, schema={"type": "model-body", "model": inner}))
         if fields_s["type"] != "model-fields" or set(fields_s) - {"type", "fields", "computed_fields",
                                                                    "model_name", "extra_behavior"}:
             return _opaque("model without plain fields")
