@@ -1,3 +1,3 @@
-from chaoskit.cli import main
+from chaoskit.launch import run
 
-main()
+run()

@@ -233,14 +233,35 @@ def test_every_twin_is_pinned_to_the_current_validator():
             assert fastir.pin(real, helpers) == pinned, f"{key} changed: review its twin, then re-pin"
 
 
-def test_no_pydantic_on_the_fast_path():
+def _launch(*args: str) -> subprocess.CompletedProcess:
+    """The console script's entry point in a fresh interpreter; prints what it imported."""
     code = (
         "import sys\n"
-        "from chaoskit.cli.core import _certainly_valid\n"
-        f"assert _certainly_valid({str(BENCH_FILE)!r}, {{}}, [])\n"
-        "assert 'pydantic' not in sys.modules, sorted(m for m in sys.modules if 'pydantic' in m)\n"
+        f"sys.argv = ['chaoskit', *{list(args)!r}]\n"
+        "from chaoskit.launch import run\n"
+        "try:\n    run()\n"
+        "finally:\n    print('loaded:', 'pydantic' in sys.modules, 'click' in sys.modules, file=sys.stderr)\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_no_pydantic_nor_click_on_the_fast_path():
+    r = _launch("validate", str(BENCH_FILE), str(PHASE7[0]))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"ok: {BENCH_FILE}\nok: {PHASE7[0]}\n"
+    assert "loaded: False False" in r.stderr
+
+
+def test_launcher_hands_everything_else_to_the_full_loader(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BENCH_FILE.read_text().replace("signal: SIGKILL", "signal: SIGNOPE"))
+    r = _launch("validate", str(BENCH_FILE), str(bad))
+    assert r.returncode == 2 and f"ok: {BENCH_FILE}" in r.stdout
+    assert re.search(rf"{re.escape(str(bad))}:\d+: method\[0\]", r.stderr), r.stderr
+    assert "loaded: True True" in r.stderr
+    r = _launch("validate", str(BENCH_FILE), "--output", "json")
+    assert r.returncode == 0 and '"valid"' in r.stdout
+    assert _launch("--version").stdout.startswith("chaoskit, version ")
 
 
 # ------------------------------------------------------------------ the shipped IR

@@ -33,24 +33,11 @@ var_file_option = click.option(
 )
 
 
-def _file_kind(path: str) -> str:
-    """``soak`` (``kind: soak``), ``gauntlet`` (``chaoskit_gauntlet:``) or ``experiment``."""
-    import re
-
-    try:
-        head = Path(path).read_text()[:4096]
-    except OSError:
-        head = ""
-    if re.search(r"^kind:\s*soak\s*$", head, re.M):
-        return "soak"
-    if re.search(r"^chaoskit_gauntlet:", head, re.M):
-        return "gauntlet"
-    return "experiment"
-
-
 def _loader_for(path: str):
     """Experiments, soak files and gauntlet files all validate the same way."""
-    kind = _file_kind(path)
+    from chaoskit.experiment.fast import file_kind
+
+    kind = file_kind(path)
     if kind == "soak":
         from chaoskit.soak.config import load_soak_config
 
@@ -64,15 +51,6 @@ def _loader_for(path: str):
     return load_experiment
 
 
-def _certainly_valid(path: str, overrides: dict, var_files: list[Path]) -> bool:
-    """The pydantic-free fast path (experiment/fast.py): True means valid, False "not sure"."""
-    if _file_kind(path) != "experiment":
-        return False
-    from chaoskit.experiment.fast import fast_valid
-
-    return fast_valid(path, overrides, var_files)
-
-
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @var_option
@@ -84,6 +62,7 @@ def validate(files: tuple[str, ...], var: tuple[str, ...], var_file: tuple[str, 
     A file the fast path certainly accepts skips pydantic; any other goes to the full loader,
     the one authority on errors."""
     from chaoskit.experiment.document import parse_overrides
+    from chaoskit.experiment.fast import certainly_valid
 
     problems = []
     ok = []
@@ -93,7 +72,7 @@ def validate(files: tuple[str, ...], var: tuple[str, ...], var_file: tuple[str, 
         _fail_invalid(exc)
     var_files = [Path(p) for p in var_file]
     for f in files:
-        if _certainly_valid(f, overrides, var_files):
+        if certainly_valid(f, overrides, var_files):
             ok.append(f)
             continue
         try:

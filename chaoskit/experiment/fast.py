@@ -39,6 +39,27 @@ def _load_ir() -> dict[str, Any] | None:
     return _ir or None
 
 
+def file_kind(path: str | Path) -> str:
+    """``soak`` (``kind: soak``), ``gauntlet`` (``chaoskit_gauntlet:``) or ``experiment``."""
+    import re
+
+    try:
+        head = Path(path).read_text()[:4096]
+    except OSError:
+        head = ""
+    if re.search(r"^kind:\s*soak\s*$", head, re.M):
+        return "soak"
+    if re.search(r"^chaoskit_gauntlet:", head, re.M):
+        return "gauntlet"
+    return "experiment"
+
+
+def certainly_valid(path: str | Path, overrides: dict[str, Any] | None = None,
+                    var_files: list[Path] | tuple[Path, ...] = ()) -> bool:
+    """What ``chaoskit validate`` asks first: only experiment files have a fast path."""
+    return file_kind(path) == "experiment" and fast_valid(path, overrides, var_files)
+
+
 def fast_valid(path: str | Path, overrides: dict[str, Any] | None = None,
                var_files: list[Path] | tuple[Path, ...] = (), env: dict[str, str] | None = None) -> bool:
     """True only if ``load_experiment(path, overrides, var_files, env)`` certainly succeeds."""
