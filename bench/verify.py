@@ -237,7 +237,7 @@ def bench_snapshot(dsn: str, naive_rows: int) -> dict[str, Any]:
     with connect(dsn) as conn:
         t = time.perf_counter()
         with consistent_read(conn):
-            before = snap.take_snapshot(conn, spec)
+            before = snap.take_snapshot(conn, spec, dsn=dsn, parallel=2)
         r["snapshot"] = time.perf_counter() - t
         r["rows"] = before["tables"]["entries"]["rows"]
         r["buckets"] = before["tables"]["entries"]["buckets"]
@@ -250,7 +250,7 @@ def bench_snapshot(dsn: str, naive_rows: int) -> dict[str, Any]:
         with connect(dsn) as conn:
             t = time.perf_counter()
             with consistent_read(conn):
-                after = snap.take_snapshot(conn, spec, like=before)
+                after = snap.take_snapshot(conn, spec, like=before, dsn=dsn, parallel=2)
                 d = snap.diff_snapshots(before, after, conn)["entries"]
             r["diff"] = time.perf_counter() - t
         r["diff_named"] = {k: d[k] for k in ("changed", "vanished", "appeared")}

@@ -147,7 +147,9 @@ class LedgerChecker:
         out: dict[str, Any] = {}
         with connect(self.params.dsn) as conn, consistent_read(conn):
             if self.params.snapshot is not None:
-                self.before_snapshot = snap.take_snapshot(conn, self.params.snapshot)
+                self.before_snapshot = snap.take_snapshot(conn, self.params.snapshot,
+                                                          dsn=self.params.dsn,
+                                                          parallel=self.params.parallel)
                 out["snapshot"] = snap.summary(self.before_snapshot)
             for i, spec in enumerate(self.params.history):
                 if spec.table and spec.id_column:
@@ -218,7 +220,8 @@ class LedgerChecker:
         spec = self.params.snapshot.model_copy(
             update={"tables": [t for t in self.params.snapshot.tables
                                if t in self.before_snapshot["tables"]]})
-        after = snap.take_snapshot(conn, spec, like=self.before_snapshot)
+        after = snap.take_snapshot(conn, spec, like=self.before_snapshot, dsn=self.params.dsn,
+                                   parallel=self.params.parallel)
         d = snap.diff_snapshots(self.before_snapshot, after, conn)
         res = snap.diff_findings(d, spec)
         res.info["snapshot_after"] = snap.summary(after)

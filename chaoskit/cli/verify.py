@@ -85,10 +85,12 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("--key", multiple=True, help="TABLE=COL[,COL]: key when it is not the primary key.")
 @click.option("--exclude", multiple=True, help="Volatile columns: COLUMN (every table) or TABLE.COLUMN.")
 @click.option("--buckets", type=int, help="Buckets per table (power of two; default grows with size).")
+@click.option("--parallel", "-j", type=click.IntRange(1, 16), default=2, show_default=True,
+              help="Connections reading big tables at once (one shared snapshot).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Snapshot file.")
 @_guard("snapshot")
 def snapshot(dsn: str, tables: tuple[str, ...], key: tuple[str, ...], exclude: tuple[str, ...],
-             buckets: int | None, output: str) -> None:
+             buckets: int | None, parallel: int, output: str) -> None:
     """Fingerprint ledger tables (row counts and bucketed hashes, computed in PostgreSQL)."""
     from chaoskit.checkers import snapshot as snap
     from chaoskit.checkers.sqlutil import connect, consistent_read
@@ -105,7 +107,7 @@ def snapshot(dsn: str, tables: tuple[str, ...], key: tuple[str, ...], exclude: t
         excl.setdefault(t if dot else "*", []).append(c)
     spec = snap.SnapshotSpec(tables=_split(tables), key=keys, exclude=excl, buckets=buckets)
     with connect(dsn) as conn, consistent_read(conn):
-        s = snap.take_snapshot(conn, spec)
+        s = snap.take_snapshot(conn, spec, dsn=dsn, parallel=parallel)
     snap.save_snapshot(s, output)
     for t, d in snap.summary(s).items():
         click.echo(f"{t}: {d['rows']} rows, fingerprint {d['fingerprint']}, {d['buckets']} buckets")
