@@ -268,7 +268,7 @@ def test_launcher_hands_everything_else_to_the_full_loader(tmp_path):
 
 
 def test_shipped_ir_is_fresh():
-    assert fast.IR_PATH.read_text() == fastir.dumps(fastir.validator_ir()), (
+    assert Path(fast.IR_PATH).read_text() == fastir.dumps(fastir.validator_ir()), (
         "shipped validator IR is stale: run `chaoskit schema --validator -o chaoskit/schema/validate.json`"
     )
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import types
 import typing
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -20,6 +19,8 @@ from chaoskit.experiment.subst import SubstError, resolve_vars, substitute
 from chaoskit.experiment.yamlpos import Positions, YamlError, load_with_positions
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pydantic import BaseModel, ValidationError
 
 
@@ -116,6 +117,12 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     return sorted(set(keys))
 
 
+def read_text(path: str | Path) -> str:
+    """``Path(path).read_text()`` without importing pathlib (3 ms of the fast path's start-up)."""
+    with open(path) as f:
+        return f.read()
+
+
 def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """``--var key=value``; the value is read as a YAML scalar so numbers stay numbers."""
     out: dict[str, Any] = {}
@@ -138,7 +145,7 @@ def load_var_files(paths: list[Path] | tuple[Path, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for p in paths:
         try:
-            data, _ = load_with_positions(Path(p).read_text())
+            data, _ = load_with_positions(read_text(p))
         except OSError as exc:
             raise ExperimentError([Problem(str(p), None, "", f"cannot read var file: {exc.strerror}")]) from None
         except YamlError as exc:
@@ -154,7 +161,7 @@ def read_mapping(path: str | Path, not_a_mapping: str) -> tuple[dict[str, Any], 
     reading or parsing it are raised at once, located."""
     file = str(path)
     try:
-        text = Path(path).read_text()
+        text = read_text(path)
     except OSError as exc:
         raise ExperimentError([Problem(file, None, "", f"cannot read: {exc.strerror or exc}")]) from None
     try:

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
 from chaoskit import __version__
 from chaoskit.errors import ExperimentError
-from chaoskit.experiment.document import load_var_files, read_mapping, resolve_document
+from chaoskit.experiment.document import load_var_files, read_mapping, read_text, resolve_document
 from chaoskit.experiment.fastchecks import CHECKS, Obj, Reject
 from chaoskit.quantities import parse_duration
 
-IR_PATH = Path(__file__).resolve().parent.parent / "schema" / "validate.json"
+if TYPE_CHECKING:
+    from pathlib import Path
+
+IR_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schema", "validate.json")
 STEP_KINDS = ("fault", "action", "probe", "wait", "pause", "parallel")
 
 _ir: dict[str, Any] | None = None
@@ -32,7 +35,7 @@ def _load_ir() -> dict[str, Any] | None:
     global _ir
     if _ir is None:
         try:
-            ir = json.loads(IR_PATH.read_text())
+            ir = json.loads(read_text(IR_PATH))
         except (OSError, ValueError):
             return None
         _ir = ir if isinstance(ir, dict) and ir.get("version") == __version__ else {}
@@ -44,7 +47,7 @@ def file_kind(path: str | Path) -> str:
     import re
 
     try:
-        head = Path(path).read_text()[:4096]
+        head = read_text(path)[:4096]
     except OSError:
         head = ""
     if re.search(r"^kind:\s*soak\s*$", head, re.M):
