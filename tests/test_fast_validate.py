@@ -222,6 +222,18 @@ def test_bench_file_and_every_phase7_scenario_are_fast_accepted():
         assert fast.fast_valid(p), p.name
 
 
+def test_readme_experiment_fast_where_the_preset_finds_invariants(tmp_path, monkeypatch):
+    """``preset: reference`` without invariants looks for compose/ledger/invariants.sql from the
+    working directory: found (the repo) the file is fast-accepted; not found, the preset's
+    built-in invariants are not compiled, so the full loader decides."""
+    exp = tmp_path / "readme.yaml"
+    exp.write_text(_doc_blocks()[0])
+    monkeypatch.chdir(ROOT)
+    assert fast.fast_valid(exp)
+    monkeypatch.chdir(tmp_path)
+    assert not fast.fast_valid(exp) and _full_accepts(exp)
+
+
 def test_every_twin_is_pinned_to_the_current_validator():
     """A changed validator makes its IR node opaque (sound, but slow): review the twin in
     fastchecks.py, then update its pin (python -m chaoskit.experiment.fastir --pins)."""

@@ -205,12 +205,30 @@ def _one_status(v: Any) -> Any:
 def _ledger_preset(data: Any, reference: dict[str, Any]) -> Any:
     """``reference`` is the preset's block without invariants, carried in the IR."""
     if isinstance(data, dict) and data.get("preset") == "reference":
-        # without invariants of its own the preset searches the disk for invariants.sql
-        _require("invariants" in data or "invariants_file" in data)
+        if "invariants" not in data and "invariants_file" not in data:
+            found = _find_invariants_file(data.get("_base_dir") or None)
+            _require(found is not None)  # else the preset's built-in invariants: not compiled
+            reference = {**reference, "invariants_file": found}
         return {**reference, **{k: v for k, v in data.items() if k != "_base_dir"}}
     if isinstance(data, dict) and "_base_dir" in data:
         return {k: v for k, v in data.items() if k != "_base_dir"}
     return data
+
+
+def _find_invariants_file(base: Any) -> str | None:
+    """compose/ledger/invariants.sql next to ``base`` or the working directory, or a parent."""
+    import os
+
+    for start in [p for p in (base, os.getcwd()) if p is not None]:
+        d = os.path.realpath(start)
+        while True:
+            cand = os.path.join(d, "compose", "ledger", "invariants.sql")
+            if os.path.isfile(cand):
+                return cand
+            if os.path.dirname(d) == d:
+                break
+            d = os.path.dirname(d)
+    return None
 
 
 def _listify(v: Any) -> Any:
@@ -268,7 +286,7 @@ CHECKS: dict[str, tuple[Callable[[Any], Any], str | None, tuple[str, ...]]] = {
     "chaoskit.workload.http:Params._positive": (_positive, "372201a15e7143b9", ()),
     "chaoskit.workload.http:Params._some_ops": (_some_ops, "ba0011e826ee415b", ()),
     "chaoskit.workload.http:OpTemplate._one_status": (_one_status, "3da7defc29baa278", ()),
-    "chaoskit.checkers.ledger:LedgerParams._preset": (_ledger_preset, "271cc1de782ad5ec", ("chaoskit.checkers.presets:reference",)),
+    "chaoskit.checkers.ledger:LedgerParams._preset": (_ledger_preset, "a403aef49a0cc5fb", ("chaoskit.checkers.presets:reference", "chaoskit.checkers.presets:find_invariants_file")),
     "chaoskit.checkers.ledger:LedgerParams._listify": (_listify, "aa047ec310d8d75b", ()),
     "chaoskit.checkers.ledger:LedgerParams._unique": (_unique_names, "54562b1c927ab28b", ()),
     "chaoskit.checkers.snapshot:SnapshotSpec._listify": (_listify_values, "c0d1d3430d0179cc", ()),
