@@ -139,10 +139,13 @@ def ensure_data(dsn: str) -> str:
     ldsn = dsn.rsplit("/", 1)[0] + "/bench_ledger"
     with psycopg.connect(dsn, autocommit=True) as c:
         if c.execute("select 1 from pg_database where datname = 'bench_ledger'").fetchone():
-            with psycopg.connect(ldsn) as lc:
+            with psycopg.connect(ldsn, autocommit=True) as lc:
                 row = lc.execute("select to_regclass('history_ops') is not null").fetchone()
-            if row and row[0]:
-                return ldsn
+                if row and row[0]:
+                    # indexes added to the schema since the data was generated ("if not exists")
+                    lc.execute("set maintenance_work_mem = '1GB'")
+                    lc.execute((REPO / "compose" / "ledger" / "schema.sql").read_text())
+                    return ldsn
             c.execute("drop database bench_ledger with (force)")
         c.execute("create database bench_ledger")
     with psycopg.connect(ldsn, autocommit=True) as c:

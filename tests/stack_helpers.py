@@ -3,7 +3,6 @@ module with a unique project name and random host ports (parallel runs never col
 
 from __future__ import annotations
 
-import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,26 +14,19 @@ INVARIANTS = LEDGER_DIR / "invariants.sql"
 TEST_ENV = {"LEDGER_API_PORT": "", "BROKER_PORT": "", "LEDGER_PG_PORT": "", "LEDGER_RECON_SETTLE_S": "2"}
 
 
-def load_invariants(path: Path = INVARIANTS) -> list[tuple[str, str]]:
-    """Split invariants.sql on its ``-- name:`` headers into (name, query)."""
-    text = path.read_text()
-    parts = re.split(r"^-- name:\s*(\S+)\s*$", text, flags=re.M)
-    out = []
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        sql = "\n".join(line for line in body.splitlines() if not line.lstrip().startswith("--")).strip()
-        out.append((name, sql.rstrip(";")))
-    return out
-
-
 def violations(dsn: str, path: Path = INVARIANTS) -> dict[str, list[tuple[Any, ...]]]:
-    """Every invariant that returns rows, with (up to 5 of) its rows. Empty dict: all hold."""
+    """Every invariant that returns rows, with (up to 5 of) its rows; a group's rows go to the
+    invariant their check_name column names. Empty dict: all hold."""
+    from chaoskit.checkers.invariants import load_invariants_file
+
     bad: dict[str, list[tuple[Any, ...]]] = {}
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("set default_transaction_read_only = on")
-        for name, sql in load_invariants(path):
-            rows = conn.execute(sql).fetchall()
-            if rows:
-                bad[name] = rows[:5]
+        for inv in load_invariants_file(path):
+            for row in conn.execute(inv.query).fetchall():
+                name = row[0] if inv.checks else inv.name
+                if len(bad.setdefault(name, [])) < 5:
+                    bad[name].append(row)
     return bad
 
 

@@ -111,3 +111,60 @@ def test_all_invariants_read_one_consistent_snapshot(fresh_db: str) -> None:
     assert res.ok, res.summary()
     with psycopg.connect(fresh_db) as c:
         assert c.execute("select count(*) from entries").fetchone() == (4,)
+
+
+GROUP_SQL = """-- name: txn_group
+-- why: one grouping, two invariants
+-- checks: unbalanced, tiny_txn
+--   unbalanced: every transaction sums to zero.
+--   tiny_txn: no transaction has a single line.
+-- settings: enable_hashjoin=off, work_mem=64MB
+with tx as (select txn_id, sum(amount_cents) as off, count(*) as lines from entries group by 1)
+select 'unbalanced' as check_name, txn_id, off, null::bigint as lines from tx where off <> 0
+union all
+select 'tiny_txn', txn_id, null, lines from tx where lines = 1;
+"""
+
+
+def test_a_group_reports_each_of_its_invariants(fresh_db: str, tmp_path: Path) -> None:
+    """One query, several named invariants: each is reported with its own count, examples and
+    why; one that no row names passes; planner settings hold for that query only."""
+    _setup(fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as c:
+        c.execute("insert into entries (txn_id, amount_cents) values ('t3', 1), ('t3', 2)")
+    f = tmp_path / "g.sql"
+    f.write_text(GROUP_SQL + "-- name: fine\nselect 1 where false;\n")
+    invs = inv.load_invariants_file(f)
+    assert [i.names() for i in invs] == [["unbalanced", "tiny_txn"], ["fine"]]
+    with psycopg.connect(fresh_db) as c, consistent_read(c):
+        before = c.execute("show work_mem").fetchone()
+        res = inv.check_invariants(c, invs)
+        assert c.execute("show work_mem").fetchone() == before  # put back after the query
+    got = {x["name"]: x for x in res.findings}
+    assert set(got) == {"unbalanced", "tiny_txn", "fine"}
+    assert not got["unbalanced"]["ok"] and got["unbalanced"]["count"] == 2
+    assert {e["txn_id"] for e in got["unbalanced"]["examples"]} == {"t2", "t3"}
+    assert got["unbalanced"]["why"] == "every transaction sums to zero."
+    assert not got["tiny_txn"]["ok"] and got["tiny_txn"]["examples"] == [{"txn_id": "t2", "lines": 1}]
+    assert got["fine"]["ok"]
+    with psycopg.connect(fresh_db, autocommit=True) as c:
+        c.execute("delete from entries where txn_id in ('t2', 't3')")
+    with psycopg.connect(fresh_db) as c, consistent_read(c):
+        assert inv.check_invariants(c, invs).ok
+
+
+def test_group_errors_are_clear(fresh_db: str, tmp_path: Path) -> None:
+    _setup(fresh_db)
+    f = tmp_path / "g.sql"
+    f.write_text(GROUP_SQL.replace("'tiny_txn', txn_id", "'typo', txn_id"))
+    with psycopg.connect(fresh_db) as c, consistent_read(c), \
+            pytest.raises(CheckerError, match="rows name 'typo', which is not in its checks"):
+        inv.check_invariants(c, inv.load_invariants_file(f))
+    f.write_text(GROUP_SQL + "-- name: unbalanced\nselect 1 where false;\n")
+    with pytest.raises(CheckerError, match=r"duplicate invariant names \['unbalanced'\]"):
+        inv.load_invariants_file(f)
+    f.write_text(GROUP_SQL.replace("enable_hashjoin=off", "statement_timeout=0"))
+    with pytest.raises(CheckerError, match="g.sql:1: settings: expected name=value"):
+        inv.load_invariants_file(f)
+    with pytest.raises(ValueError, match="every row is a violation"):
+        inv.Invariant(name="g", query="select 1", checks=["a"], equals=1)

@@ -54,9 +54,8 @@ class AuditParams(BaseModel):
             return data
         from chaoskit.checkers import presets
 
-        base = presets.reference()
         merged: dict[str, Any] = {"export": presets.EXPORT_TABLES, "balance": {},
-                                  "events": base["events"], "pnl": base["pnl"]}
+                                  "events": presets.EVENTS, "pnl": presets.PNL}
         if "invariants" not in data and "invariants_file" not in data:
             merged["invariants"] = presets.AUDIT_INVARIANTS
         merged.update(data)

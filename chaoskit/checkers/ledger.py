@@ -128,7 +128,7 @@ class LedgerChecker:
         if self.params.invariants_file:
             p = Path(self.params.invariants_file)
             out += inv.load_invariants_file(p if p.is_absolute() else self._base() / p)
-        names = [i.name for i in out]
+        names = [n for i in out for n in i.names()]
         dups = sorted({n for n in names if names.count(n) > 1})
         if dups:
             raise CheckerError(f"duplicate invariant names {dups} (invariants + invariants_file)")
@@ -270,7 +270,8 @@ def check_tasks(invariants: list[inv.Invariant], events: ev.EventsSpec | None,
     tasks: list[Callable[[Any], CheckResult]] = [one(i) for i in invariants]
     if events is not None:
         e = events
-        tasks.append(lambda c: ev.check_versions(c, e))
+        if e.versions:
+            tasks.append(lambda c: ev.check_versions(c, e))
         tasks += [(lambda c, link=link: ev.check_link(c, e, link)) for link in e.links]
         tasks += [(lambda c, p=p: ev.check_projection(c, p)) for p in e.projections]
         tasks += [(lambda c, cv=cv: ev.check_coverage(c, cv)) for cv in e.coverage]

@@ -160,6 +160,9 @@ def run_tasks(conn: psycopg.Connection, dsn: str, tasks: list[Callable[[psycopg.
     n = min(max(1, parallel), len(tasks))
     if n <= 1:
         return [t(conn) for t in tasks]
+    # the connections already keep every core busy; parallel workers on top would rebuild each
+    # hash join's inner side once per worker (the plan's non-parallel Hash under a Gather)
+    conn.execute("set local max_parallel_workers_per_gather = 0")
     row = conn.execute("select pg_export_snapshot()").fetchone()
     snap_id = str(row[0]) if row else ""
     if not _SNAPSHOT_ID.match(snap_id):
@@ -170,6 +173,7 @@ def run_tasks(conn: psycopg.Connection, dsn: str, tasks: list[Callable[[psycopg.
             c = connect(dsn, autocommit=True)
             c.execute("begin isolation level repeatable read read only")
             c.execute(f"set transaction snapshot '{snap_id}'")
+            c.execute("set local max_parallel_workers_per_gather = 0")
             extra.append(c)
         results: list[Any] = [None] * len(tasks)
         errors: list[BaseException] = []

@@ -286,7 +286,7 @@ CHECKS: dict[str, tuple[Callable[[Any], Any], str | None, tuple[str, ...]]] = {
     "chaoskit.workload.http:Params._positive": (_positive, "372201a15e7143b9", ()),
     "chaoskit.workload.http:Params._some_ops": (_some_ops, "ba0011e826ee415b", ()),
     "chaoskit.workload.http:OpTemplate._one_status": (_one_status, "3da7defc29baa278", ()),
-    "chaoskit.checkers.ledger:LedgerParams._preset": (_ledger_preset, "a403aef49a0cc5fb", ("chaoskit.checkers.presets:reference", "chaoskit.checkers.presets:find_invariants_file")),
+    "chaoskit.checkers.ledger:LedgerParams._preset": (_ledger_preset, "4a809cf4ea5da94f", ("chaoskit.checkers.presets:reference", "chaoskit.checkers.presets:find_invariants_file")),
     "chaoskit.checkers.ledger:LedgerParams._listify": (_listify, "aa047ec310d8d75b", ()),
     "chaoskit.checkers.ledger:LedgerParams._unique": (_unique_names, "54562b1c927ab28b", ()),
     "chaoskit.checkers.snapshot:SnapshotSpec._listify": (_listify_values, "c0d1d3430d0179cc", ()),

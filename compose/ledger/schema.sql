@@ -63,7 +63,7 @@ create table if not exists fills (
     price_cents     bigint not null check (price_cents > 0),
     created_at      timestamptz not null default now()
 );
-create index if not exists fills_trade on fills (trade_id);
+create index if not exists fills_trade_amounts on fills (trade_id) include (kind, qty, price_cents);
 
 -- Projection per (account, instrument). qty is signed (buy +, sell -); cost_cents is the signed
 -- open notional of the trades still open; avg_price_cents = |cost| / |qty| (0 when flat);
@@ -92,8 +92,11 @@ create table if not exists entries (
     kind          text not null check (kind in ('deposit', 'fill', 'margin')),
     created_at    timestamptz not null default now()
 );
-create index if not exists entries_txn on entries (txn_id);
-create index if not exists entries_trade on entries (trade_id);
+-- (txn_id, currency) with the amount: per-transaction balances by an index-only scan, in
+-- order, without a hash table of every transaction (invariants.sql: entries_by_transaction)
+create index if not exists entries_txn_balance on entries (txn_id, currency) include (amount_cents);
+-- covering indexes: per-trade sums stream in trade order (invariants.sql: trades_and_their_money)
+create index if not exists entries_trade_lines on entries (trade_id) include (kind, account_id, amount_cents);
 create index if not exists entries_account on entries (account_id);
 
 -- Append-only event log. aggregate_id is 'trade:<client_order_id>',
