@@ -180,10 +180,8 @@ def _records(path: Path, out: ParsedHistory) -> Iterator[tuple[int, Any]]:
                     out.bad(lineno, "not valid JSON")
 
 
-def parse_history(path: Path | str, specs: list[HistorySpec]) -> ParsedHistory:
-    """One streaming pass over the file; never holds more than one chunk of lines."""
-    path = Path(path)
-    out = ParsedHistory(states=[{} for _ in specs])
+def _routes(specs: list[HistorySpec]) -> tuple[dict[str, int], int]:
+    """op -> index of the spec that takes it; the default spec (no op filter), or -1."""
     route: dict[str, int] = {}
     default = -1
     for i, spec in enumerate(specs):
@@ -194,6 +192,14 @@ def parse_history(path: Path | str, specs: list[HistorySpec]) -> ParsedHistory:
         else:
             for op in ops:
                 route.setdefault(op, i)
+    return route, default
+
+
+def parse_history(path: Path | str, specs: list[HistorySpec]) -> ParsedHistory:
+    """One streaming pass over the file; never holds more than one chunk of lines."""
+    path = Path(path)
+    out = ParsedHistory(states=[{} for _ in specs])
+    route, default = _routes(specs)
     bound_specs = [(b, b.ops()) for s in specs for b in s.bounds]
     out.bounds = [BoundTotals() for _ in bound_specs]
     # bound bookkeeping: (op or id) -> (amount, bits) for the ops bounds cover
@@ -209,6 +215,10 @@ def parse_history(path: Path | str, specs: list[HistorySpec]) -> ParsedHistory:
     nops = 0
     lineno = 0
     unmatched = out.unmatched
+    if _loads is not None and not bound_ops:
+        out.ops, lineno = _parse_plain(path, out, route_get, default)
+        out.lines = max(lineno, out.malformed[-1][0] if out.malformed else 0)
+        return out
     for lineno, d in _records(path, out):  # noqa: B007 - lineno read after the loop
         try:
             bit = bits_of[d["type"]]
@@ -291,6 +301,204 @@ def _finish_bounds(out: ParsedHistory, bound_specs: list[Any], by_id: dict[str, 
                     t.unknown_pos += amt
                 else:
                     t.unknown_neg += amt
+
+
+def _parse_plain(path: Path, out: ParsedHistory, route_get: Callable[..., int], default: int,
+                 span: tuple[int, int] | None = None,
+                 later: dict[tuple[int, str], int] | None = None
+                 ) -> tuple[int, int]:
+    """parse_history's loop for the common case (orjson, no bounds) without the generator and
+    the bounds bookkeeping. ``span`` limits it to the lines starting in a byte range; ``later``
+    then collects completions whose invoke was not seen *in that range* (an earlier range may
+    hold it: the merge decides). Returns (ops, lines)."""
+    assert _loads is not None
+    loads, bits_of, states, unmatched = _loads, _BITS, out.states, out.unmatched
+    nops = lineno = 0
+    start, end = span or (0, -1)
+    with open(path, "rb") as f:
+        f.seek(start)
+        pos = start
+        for lineno, raw in enumerate(f, 1):  # noqa: B007 - lineno read after the loop
+            if pos == end:
+                lineno -= 1
+                break
+            pos += len(raw)
+            try:
+                d = loads(raw)
+            except ValueError:
+                if raw.strip():
+                    out.bad(lineno, "not valid JSON")
+                continue
+            try:
+                bit = bits_of[d["type"]]
+                oid = d.get("id")
+                g = route_get(d.get("op"), default)
+            except (KeyError, TypeError, AttributeError):
+                out.bad(lineno, "not an object with type invoke|ok|fail|info")
+                continue
+            if g < 0:
+                continue
+            cls = oid.__class__
+            if cls is str:
+                key = oid
+            elif cls is int:
+                key = str(oid)
+            else:
+                if oid is not None:
+                    out.bad(lineno, "id must be a string or an integer")
+                elif bit == 1:
+                    out.without_id += 1
+                continue
+            st = states[g]
+            prev = st.get(key, 0)
+            if bit == 1:
+                nops += 1
+            elif not prev & 1:
+                if later is not None:
+                    later[(g, key)] = later.get((g, key), 0) + 1
+                else:
+                    out.unmatched_count += 1
+                    if len(unmatched) < MAX_EXAMPLES:
+                        unmatched.append(key)
+            st[key] = prev | bit
+    return nops, lineno
+
+
+def _split_point(path: Path) -> int:
+    """The start of the first line at or after the middle of the file."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(size // 2)
+        f.readline()
+        return f.tell()
+
+
+def _parse_half(path: Path, specs: list[HistorySpec], span: tuple[int, int], first: bool
+                ) -> tuple[ParsedHistory, dict[tuple[int, str], int]]:
+    out = ParsedHistory(states=[{} for _ in specs])
+    route, default = _routes(specs)
+    later: dict[tuple[int, str], int] = {}
+    out.ops, out.lines = _parse_plain(path, out, route.get, default, span,
+                                      None if first else later)
+    return out, later
+
+
+def _merge_halves(a: ParsedHistory, b: ParsedHistory, later: dict[tuple[int, str], int]
+                  ) -> ParsedHistory:
+    """What one pass over both halves in order would have found: a completion of the second
+    half without an invoke before it in that half is unmatched only if the first half has no
+    invoke for it either; outcome bits OR-ed, counts added, line numbers shifted."""
+    for (g, key), n in later.items():
+        if not a.states[g].get(key, 0) & 1:
+            a.unmatched_count += n
+            a.unmatched.extend([key] * min(n, MAX_EXAMPLES - len(a.unmatched)))
+    for i, (sa, sb) in enumerate(zip(a.states, b.states, strict=True)):
+        if len(sb) > len(sa):  # fold the smaller dict into the bigger one
+            sa, sb = sb, sa
+            a.states[i] = sa
+        for k, v in sb.items():
+            sa[k] = sa.get(k, 0) | v
+    a.ops += b.ops
+    a.without_id += b.without_id
+    a.malformed_count += b.malformed_count
+    for ln, why in b.malformed:
+        if len(a.malformed) < MAX_EXAMPLES:
+            a.malformed.append((ln + a.lines, why))
+    a.lines += b.lines
+    return a
+
+
+_SPLIT_BYTES = 16 << 20  # from this size on, two processes parse one half each
+
+
+class ParseJob:
+    """``parse_history`` in forked children, so the caller's own Python work (decoding the final
+    read) runs beside it instead of waiting for the GIL; a big history is parsed in two halves
+    at once and merged exactly. Where fork is unavailable, a thread does it (same result)."""
+
+    def __init__(self, path: Path, specs: list[HistorySpec]):
+        import multiprocessing
+        import threading
+
+        self._procs: list[Any] = []
+        self._pipes: list[Any] = []
+        self._thread: threading.Thread | None = None
+        self._box: dict[str, Any] = {}
+        try:
+            ctx: Any = multiprocessing.get_context("fork")
+        except ValueError:
+            ctx = None
+        if ctx is None:
+            def run() -> None:
+                try:
+                    self._box["ok"] = parse_history(path, specs)
+                except BaseException as exc:  # noqa: BLE001 - re-raised by result()
+                    self._box["error"] = exc
+
+            self._thread = threading.Thread(target=run, name="history-parse", daemon=True)
+            self._thread.start()
+            return
+        plain = _loads is not None and not any(sp.bounds for sp in specs)
+        if plain and path.stat().st_size >= _SPLIT_BYTES:
+            mid = _split_point(path)
+            jobs: list[tuple[Any, tuple[Any, ...]]] = [
+                (_parse_half, (path, specs, (0, mid), True)),
+                (_parse_half, (path, specs, (mid, -1), False))]
+        else:
+            jobs = [(parse_history, (path, specs))]
+        for fn, args in jobs:
+            recv, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_parse_child, args=(send, fn, args), daemon=True,
+                               name="chaoskit-history-parse")
+            proc.start()
+            send.close()
+            self._procs.append(proc)
+            self._pipes.append(recv)
+
+    def result(self) -> ParsedHistory:
+        if self._thread is not None:
+            self._thread.join()
+            if "error" in self._box:
+                raise self._box["error"]
+            return self._box["ok"]
+        got = []
+        for recv in self._pipes:
+            try:
+                kind, value = recv.recv()
+            except EOFError:
+                from chaoskit.checkers.sqlutil import CheckerError
+
+                raise CheckerError("a history parser process died") from None
+            if kind == "error":
+                raise value
+            got.append(value)
+        if len(got) == 1:
+            return got[0]
+        (a, _), (b, later) = got
+        return _merge_halves(a, b, later)
+
+    def close(self) -> None:
+        for recv in self._pipes:
+            recv.close()
+        for proc in self._procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _parse_child(send: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    try:
+        send.send(("ok", fn(*args)))
+    except BaseException as exc:  # noqa: BLE001 - handed to the parent
+        try:
+            send.send(("error", exc))
+        except Exception:  # noqa: BLE001 - an unpicklable error: say what it was
+            send.send(("error", RuntimeError(f"history parse failed: {exc!r}")))
+    finally:
+        send.close()
 
 
 def present_query(spec: HistorySpec) -> str:

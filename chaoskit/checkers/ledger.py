@@ -32,7 +32,6 @@ compact summary of them goes to the journal as a ``ledger.verify`` event.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -168,32 +167,23 @@ class LedgerChecker:
         self.before_snapshot = snapshot
 
     def verify(self, history_path: Path | None = None) -> CheckResult:
-        """All reads in one consistent snapshot. The history file is parsed in a thread while
-        PostgreSQL answers the set-based final read and the invariants: parsing is Python's
-        work, the queries are the server's, and two cores can do both at once."""
+        """All reads in one consistent snapshot. The history file is parsed in a child process
+        while PostgreSQL answers the set-based final read and the invariants: parsing is
+        Python's work, the final read's decoding too, and a thread would share one GIL."""
         t0 = time.monotonic()
         res = CheckResult()
         invariants = self.all_invariants()
-        parsing: dict[str, Any] = {}
-        worker = None
+        job = None
         if history_path is not None:
             if not self.params.history:
                 raise CheckerError("a history file was given but verify.ledger has no history block")
             if not Path(history_path).is_file():
                 raise CheckerError(f"history file {history_path} does not exist")
-
-            def parse() -> None:
-                try:
-                    parsing["parsed"] = hist.parse_history(history_path, self.params.history)
-                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-                    parsing["error"] = exc
-
-            worker = threading.Thread(target=parse, name="history-parse", daemon=True)
-            worker.start()
+            job = hist.ParseJob(Path(history_path), self.params.history)
         try:
             with connect(self.params.dsn) as conn, consistent_read(conn):
                 present: list[dict[str, int] | None] = [
-                    hist.read_present(conn, spec) if worker and spec.table and spec.id_column
+                    hist.read_present(conn, spec) if job and spec.table and spec.id_column
                     else None for spec in self.params.history]
                 for r in run_tasks(conn, self.params.dsn,
                                    check_tasks(invariants, self.params.events, self.params.pnl),
@@ -201,16 +191,13 @@ class LedgerChecker:
                     res.extend(r)
                 if self.params.snapshot is not None and self.before_snapshot is not None:
                     res.extend(self._diff(conn))
-                if worker is not None:
-                    worker.join()
-                    if "error" in parsing:
-                        raise parsing["error"]
-                    parsed = parsing["parsed"]
+                if job is not None:
+                    parsed = job.result()
                     res.extend(hist.history_findings(parsed, history_path))
                     res.extend(self._history(conn, parsed, present))
         finally:
-            if worker is not None:
-                worker.join()
+            if job is not None:
+                job.close()
         res.info["seconds"] = round(time.monotonic() - t0, 3)
         self._event("ledger.verify", ok=res.ok, **_journal_digest(res))
         return res
