@@ -72,7 +72,7 @@ def test_malformed_lines_are_reported_with_line_numbers(tmp_path: Path) -> None:
     p = write(tmp_path, recs)
     for loader in (h._loads, None):
         saved = h._loads
-        h._loads = loader  # exercise both the orjson path and the stdlib chunk path
+        h._loads = loader  # exercise both orjson and the stdlib parser
         try:
             parsed = parse_history(p, [SPEC])
         finally:
