@@ -173,9 +173,9 @@ class TablePlan:
         (PostgreSQL would otherwise inline it into every aggregate)."""
         ksum = ", sum(k)" if self.int_key and self.mode == "hash" else ""
         kcol = f", {self._k()} as k" if self.int_key else ""
-        bucket = f"{self._k()} >> {self.shift}" if self.mode == "range" else f"kh & {self.buckets - 1}"
-        inner_b = f", {bucket} as b" if self.mode == "range" else ""
-        outer_b = "b" if self.mode == "range" else bucket
+        # range buckets come from the key (computed inside), hash buckets from kh (outside)
+        inner_b = f", {self.bucket_expr()} as b" if self.mode == "range" else ""
+        outer_b = "b" if self.mode == "range" else self.bucket_expr()
         return (f"select {outer_b}, count(*), sum(h), sum(kh), sum(h >> 33), sum(kh * (h >> 33))"
                 f"{ksum} from (select {self.key_expr()} as kh, {self.row_expr()} as h{kcol}"
                 f"{inner_b} from {ident(self.table)}{where} offset 0) r group by 1")
