@@ -171,13 +171,3 @@ def check_coverage(conn: psycopg.Connection, c: Coverage) -> CheckResult:
                     total=total, percent=str(pct.quantize(Decimal("0.0001")))))
     return res
 
-
-def check_events(conn: psycopg.Connection, spec: EventsSpec) -> CheckResult:
-    res = check_versions(conn, spec) if spec.versions else CheckResult()
-    for link in spec.links:
-        res.extend(check_link(conn, spec, link))
-    for p in spec.projections:
-        res.extend(check_projection(conn, p))
-    for c in spec.coverage:
-        res.extend(check_coverage(conn, c))
-    return res
